@@ -200,3 +200,15 @@ def test_cli_info(saved, capsys):
     shutil.rmtree(saved / "fmri")
     assert main(["info", str(saved)]) == 2
     assert "array file missing" in capsys.readouterr().err
+
+
+def test_content_hash(saved, tmp_path):
+    ds = load_dataset(saved)
+    h = ds.content_hash()
+    assert h == load_dataset(saved).content_hash()
+    in_memory = make_dataset()
+    assert in_memory.content_hash() == make_dataset().content_hash()
+    a = np.load(saved / "fmri" / "sub-01.npy")
+    a[0, 0] += 1
+    np.save(saved / "fmri" / "sub-01.npy", a)
+    assert load_dataset(saved).content_hash() != h

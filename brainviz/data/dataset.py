@@ -277,6 +277,29 @@ class Dataset:
         gt = self.path / "ground_truth"
         return gt if gt.is_dir() else None
 
+    def content_hash(self) -> str:
+        """Content hash of the dataset (manifest, stimulus and every array's bytes).
+
+        For a saved dataset each array file is hashed once and memoised in the cache by
+        (path, size, mtime), so repeated calls are cheap. Use it in cache keys and run cards.
+        """
+        from brainviz._io import content_hash
+
+        parts: list[Any] = [dataclasses.asdict(self.meta), self.stimulus.to_csv(sep="\t", index=False)]
+        if self.path is not None and (self.path / MANIFEST).is_file():
+            from brainviz.cache import cached_file_hash
+
+            parts.append((self.path / MANIFEST).read_text())
+            for sub in ("fmri", "meg"):
+                for pid in sorted(getattr(self, sub)):
+                    parts.append([sub, pid, cached_file_hash(self.path / sub / f"{pid}.npy")])
+        else:
+            for pid, rec in sorted(self.fmri.items()):
+                parts.append(["fmri", pid, rec.tr, [dataclasses.asdict(r) for r in rec.runs], rec.space.to_manifest(), np.asarray(rec.data)])
+            for pid, rec in sorted(self.meg.items()):
+                parts.append(["meg", pid, rec.bin_width, list(rec.sensors), np.asarray(rec.word_index), np.asarray(rec.data)])
+        return content_hash(*parts)
+
     def summary(self) -> dict[str, Any]:
         spaces = {rec.space.kind for rec in self.fmri.values()}
         n_units = sorted({rec.n_units for rec in self.fmri.values()})
@@ -583,4 +606,4 @@ def _read_stimulus(path: Path) -> pd.DataFrame:
 
 
 def _write_stimulus(stim: pd.DataFrame, path: Path) -> None:
-    stim.to_csv(path, sep="\t", index=False, float_format="%.6g", lineterminator="\n")
+    stim.to_csv(path, sep="\t", index=False, float_format="%.10g", lineterminator="\n")
