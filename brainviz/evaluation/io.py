@@ -1,0 +1,283 @@
+"""Reading held-out predictions and the matching targets.
+
+Held-out predictions live in a checkpoint folder (or in a plain folder of the same layout)::
+
+    <ckpt>/card.json                                  (optional for a plain folder)
+    <ckpt>/predictions/seed-<S>/<participant>.npz     arrays: predictions float32 (n_rows, n_units)
+                                                              tr_index int64 (n_rows,)
+                                                              run str (n_rows,)
+
+A plain folder may also hold the ``seed-<S>/`` folders directly. ``tr_index`` gives the row of
+each prediction in the participant's *full* fMRI recording; the targets are that recording after
+:func:`brainviz.data.preprocess.fmri_examples` (with the card's ``preprocess`` config), or come
+from a ``--targets`` ``.npz`` file (see :func:`load_targets_file`).
+
+Cache keys are built from content hashes of the files, memoised by (path, size, mtime) with
+:func:`brainviz.cache.cached_file_hash`, so a repeated request never re-reads the arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from brainviz import paths
+from brainviz._io import content_hash
+
+SEED_DIR = re.compile(r"^seed-(-?\d+)$")
+TR_INDEX_SUFFIX = "__tr_index"
+
+
+class HeldOutError(ValueError):
+    """Unreadable or inconsistent held-out predictions; the message names the file."""
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
+    """A checkpoint/prediction folder from a path, or a model name in the checkpoint store."""
+    p = Path(name_or_path)
+    if p.is_dir():
+        return p
+    candidate = paths.models_dir() / str(name_or_path)
+    if candidate.is_dir():
+        return candidate
+    raise FileNotFoundError(f"{name_or_path}: no such model folder (nor {candidate})")
+
+
+def scan_heldout(path: str | os.PathLike) -> dict[str, Any]:
+    """List the prediction files of a checkpoint or prediction folder without reading them.
+
+    Returns
+    -------
+    dict with ``path`` (Path), ``card`` (dict or None), ``seeds`` (sorted ints),
+    ``participants`` (those with a file for every seed, in sorted order) and ``files``
+    ({participant: {seed: Path}}).
+    """
+    root = resolve_model(path)
+    card_path = root / "card.json"
+    card = None
+    if card_path.is_file():
+        try:
+            card = json.loads(card_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise HeldOutError(f"{card_path}: not valid JSON ({exc})") from None
+    pred_root = root / "predictions" if (root / "predictions").is_dir() else root
+    seeds: dict[int, Path] = {}
+    for child in sorted(pred_root.iterdir()):
+        m = SEED_DIR.match(child.name)
+        if m and child.is_dir():
+            seeds[int(m.group(1))] = child
+    if not seeds:
+        raise HeldOutError(f"{pred_root}: no seed-<S>/ folders with held-out predictions")
+    files: dict[str, dict[int, Path]] = {}
+    for seed, folder in sorted(seeds.items()):
+        for f in sorted(folder.glob("*.npz")):
+            files.setdefault(f.stem, {})[seed] = f
+    complete = sorted(pid for pid, by_seed in files.items() if len(by_seed) == len(seeds))
+    if not complete:
+        raise HeldOutError(f"{pred_root}: no participant has predictions for every seed {sorted(seeds)}")
+    return {"path": root, "card": card, "seeds": sorted(seeds), "participants": complete,
+            "files": {pid: files[pid] for pid in complete}}
+
+
+def heldout_key(scan: dict[str, Any], participants: Sequence[str]) -> str:
+    """Content key of the prediction files of ``participants`` (memoised file hashes)."""
+    from brainviz.cache import cached_file_hash
+
+    parts = []
+    for pid in participants:
+        parts.append([pid, [[seed, cached_file_hash(f)] for seed, f in sorted(scan["files"][pid].items())]])
+    return content_hash("heldout", parts)
+
+
+def load_heldout(path: str | os.PathLike, participants: Sequence[str] | None = None) -> dict[str, Any]:
+    """Read the held-out predictions of a checkpoint folder or a plain prediction folder.
+
+    Parameters
+    ----------
+    path : path or model name
+        Checkpoint folder (``card.json`` + ``predictions/``) or a folder of ``seed-<S>/``
+        folders (or one that holds ``predictions/``), or a name in the checkpoint store.
+    participants : list of str, optional
+        Only these (all must be present).
+
+    Returns
+    -------
+    dict with keys
+
+    ``path`` (Path), ``card`` (dict or None), ``seeds`` (list of int), ``participants``,
+    ``predictions`` {participant: float32 (n_seeds, n_rows, n_units)},
+    ``tr_index`` {participant: int64 (n_rows,)}, ``runs`` {participant: str (n_rows,)},
+    ``files`` {participant: {seed: Path}}.
+
+    Raises
+    ------
+    HeldOutError
+        Missing arrays, mismatched shapes, or seeds that disagree on ``tr_index``/``run``.
+    """
+    scan = scan_heldout(path)
+    pids = select_participants(scan, participants)
+    out: dict[str, Any] = {**scan, "participants": pids, "files": {p: scan["files"][p] for p in pids},
+                           "predictions": {}, "tr_index": {}, "runs": {}}
+    for pid in pids:
+        preds = []
+        tr_index = runs = None
+        for seed, f in sorted(scan["files"][pid].items()):
+            arrays = read_prediction_file(f)
+            if tr_index is None:
+                tr_index, runs = arrays["tr_index"], arrays["run"]
+            elif not (np.array_equal(tr_index, arrays["tr_index"]) and np.array_equal(runs, arrays["run"])):
+                raise HeldOutError(f"{f}: tr_index/run differ from those of seed {scan['seeds'][0]}; all seeds must predict the same rows")
+            preds.append(arrays["predictions"])
+        shapes = {p.shape for p in preds}
+        if len(shapes) != 1:
+            raise HeldOutError(f"{scan['path']}: participant {pid!r} has prediction shapes {sorted(shapes)} across seeds")
+        out["predictions"][pid] = np.stack(preds)
+        out["tr_index"][pid] = tr_index
+        out["runs"][pid] = runs
+    return out
+
+
+def select_participants(scan: dict[str, Any], participants: Sequence[str] | None) -> list[str]:
+    if participants is None:
+        return list(scan["participants"])
+    missing = [p for p in participants if p not in scan["files"]]
+    if missing:
+        raise HeldOutError(f"{scan['path']}: no held-out predictions (for every seed) of participant(s) {missing}; "
+                           f"available: {scan['participants']}")
+    return list(dict.fromkeys(participants))
+
+
+def read_prediction_file(path: Path) -> dict[str, np.ndarray]:
+    """One ``<participant>.npz``: ``predictions`` (n_rows, n_units), ``tr_index``, ``run`` (str)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise HeldOutError(f"{path}: unreadable .npz ({exc})") from None
+    for key in ("predictions", "tr_index", "run"):
+        if key not in arrays:
+            raise HeldOutError(f"{path}: array {key!r} missing (need predictions, tr_index, run)")
+    pred = arrays["predictions"]
+    if pred.ndim != 2:
+        raise HeldOutError(f"{path}: 'predictions' must be 2-D (n_rows, n_units), got {pred.shape}")
+    n = pred.shape[0]
+    for key in ("tr_index", "run"):
+        if arrays[key].shape != (n,):
+            raise HeldOutError(f"{path}: {key!r} has shape {arrays[key].shape}, expected ({n},)")
+    if not np.issubdtype(arrays["tr_index"].dtype, np.integer):
+        raise HeldOutError(f"{path}: 'tr_index' must be integers, got {arrays['tr_index'].dtype}")
+    return {"predictions": pred, "tr_index": arrays["tr_index"].astype(np.int64), "run": arrays["run"].astype(str)}
+
+
+# --------------------------------------------------------------------------------------
+# targets
+# --------------------------------------------------------------------------------------
+
+
+def load_targets_file(path: str | os.PathLike, participants: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Targets from an ``.npz`` file: ``{participant: (data, tr_index)}``.
+
+    The file holds one array per participant named by the participant id, either the full
+    recording (row ``i`` = TR ``i``) or a subset of TRs whose indices are given by an array
+    named ``<participant>__tr_index``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: targets file not found")
+    out = {}
+    with np.load(path, allow_pickle=False) as npz:
+        for pid in participants:
+            if pid not in npz.files:
+                raise HeldOutError(f"{path}: no targets array for participant {pid!r} (arrays: {sorted(npz.files)})")
+            data = npz[pid]
+            if data.ndim != 2:
+                raise HeldOutError(f"{path}: {pid!r} must be 2-D (n_trs, n_units), got {data.shape}")
+            key = pid + TR_INDEX_SUFFIX
+            tr_index = npz[key].astype(np.int64) if key in npz.files else np.arange(data.shape[0], dtype=np.int64)
+            out[pid] = (data, tr_index)
+    return out
+
+
+def targets_key(scan: dict[str, Any], participants: Sequence[str], *, targets_file: str | os.PathLike | None = None,
+                dataset: str | os.PathLike | None = None) -> str:
+    """Content key of the targets :func:`load_targets` would return (no arrays are read)."""
+    from brainviz.cache import cached_file_hash
+
+    if targets_file is not None:
+        return content_hash("targets-file", cached_file_hash(targets_file), list(participants))
+    root = dataset_path(scan, dataset)
+    files = [root / "dataset.json", root / "stimulus.tsv"] + [root / "fmri" / f"{pid}.npy" for pid in participants]
+    hashes = [cached_file_hash(f) if f.is_file() else str(f) for f in files]
+    return content_hash("targets-dataset", hashes, preprocess_dict(scan), list(participants))
+
+
+def dataset_path(scan: dict[str, Any], dataset: str | os.PathLike | None = None) -> Path:
+    """The dataset folder: ``dataset`` if given, else the card's ``dataset.path``."""
+    if dataset is not None:
+        root = Path(dataset)
+    else:
+        card = scan.get("card") or {}
+        entry = card.get("dataset") or {}
+        if not entry.get("path"):
+            raise HeldOutError(
+                f"{scan['path']}: no card with a dataset path; pass --dataset PATH or --targets FILE.npz"
+            )
+        root = Path(entry["path"])
+        if not root.is_absolute() and not root.is_dir():
+            for base in (scan["path"], paths.cache_dir(), Path.cwd()):
+                if (Path(base) / root).is_dir():
+                    root = Path(base) / root
+                    break
+    if not (root / "dataset.json").is_file():
+        raise FileNotFoundError(f"{root}: dataset not found (pass --dataset PATH or --targets FILE.npz)")
+    return root
+
+
+def preprocess_dict(scan: dict[str, Any]) -> dict[str, Any]:
+    card = scan.get("card") or {}
+    return dict(card.get("preprocess") or {})
+
+
+def load_targets(
+    scan: dict[str, Any],
+    participants: Sequence[str],
+    *,
+    targets_file: str | os.PathLike | None = None,
+    dataset: str | os.PathLike | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Targets ``{participant: (data (n, n_units), tr_index (n,))}`` for held-out predictions.
+
+    From ``targets_file`` (see :func:`load_targets_file`) or from the dataset (``dataset`` or
+    the card's ``dataset.path``) preprocessed with the card's ``preprocess`` config.
+    """
+    if targets_file is not None:
+        return load_targets_file(targets_file, participants)
+    from brainviz.data.dataset import load_dataset
+    from brainviz.data.preprocess import PreprocessConfig, fmri_examples
+
+    ds = load_dataset(dataset_path(scan, dataset), check_values=False)
+    cfg = PreprocessConfig.from_dict(preprocess_dict(scan))
+    out = {}
+    for pid in participants:
+        ex = fmri_examples(ds, pid, cfg)
+        out[pid] = (ex.data, np.asarray(ex.tr_index, dtype=np.int64))
+    return out
+
+
+def align_rows(target_tr_index: np.ndarray, wanted: np.ndarray, what: str) -> np.ndarray:
+    """Positions in ``target_tr_index`` of every TR in ``wanted`` (error if one is missing)."""
+    target_tr_index = np.asarray(target_tr_index, dtype=np.int64)
+    order = np.argsort(target_tr_index, kind="stable")
+    sorted_idx = target_tr_index[order]
+    pos = np.searchsorted(sorted_idx, wanted)
+    pos = np.clip(pos, 0, max(len(sorted_idx) - 1, 0))
+    bad = (len(sorted_idx) == 0) | (sorted_idx[pos] != wanted) if len(sorted_idx) else np.ones(len(wanted), bool)
+    if np.any(bad):
+        missing = np.asarray(wanted)[bad][:5].tolist()
+        raise HeldOutError(f"{what}: targets have no row for TR index(es) {missing} (preprocessing differs?)")
+    return order[pos]
