@@ -149,3 +149,26 @@ def test_cli_errors(setup, capsys):
     assert "format" in capsys.readouterr().err
     rc = main(["compare", str(setup["ckpt"]), str(setup["tmp"] / "nope"), "--out", str(setup["tmp"] / "x.csv")])
     assert rc == 2
+
+
+def test_roi_predictions_use_matching_target_columns(setup):
+    """A model trained on an ROI mask stores the predicted ``units``; targets are cut to match."""
+    units = np.array([1, 3, 5, 7], dtype=np.int64)
+    roi = setup["tmp"] / "models" / "roi"
+    for pid, (data, tr_index, runs) in setup["targets"].items():
+        f = roi / "predictions" / "seed-0" / f"{pid}.npz"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(f, predictions=data[:, units].astype(np.float32), tr_index=tr_index.astype(np.int64),
+                 run=np.asarray(runs, dtype=str), units=units)
+    card = json.loads((setup["ckpt"] / "card.json").read_text())
+    (roi / "card.json").write_text(json.dumps({**card, "seeds": [0]}))
+    out = setup["tmp"] / "roi.csv"
+    assert main(["evaluate", "--model", str(roi), "--metric", "pearson", "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert len(df) == len(PIDS) * len(units)
+    np.testing.assert_allclose(df.score, 1.0, atol=1e-5)  # perfect predictions of the right columns
+    bad = roi / "predictions" / "seed-0" / "sub-01.npz"
+    with np.load(bad) as z:
+        arrays = dict(z)
+    np.savez(bad, **{**arrays, "units": np.array([1, 3], dtype=np.int64)})
+    assert main(["evaluate", "--model", str(roi), "--out", str(out)]) == 2

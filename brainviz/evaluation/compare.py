@@ -534,10 +534,13 @@ def compare_models(
             runs = ha["runs"][pid][ia]
             if not np.array_equal(runs, hb["runs"][pid][ib]):
                 raise io.HeldOutError(f"participant {pid!r}: models A and B label the same TRs with different runs")
+            if not io.same_units(ha["units"][pid], hb["units"][pid]):
+                raise io.HeldOutError(f"participant {pid!r}: models A and B predict different units (ROI masks differ)")
             data, t_index = tg[pid]
             rows = io.align_rows(t_index, tr, f"participant {pid!r}")
+            target = io.target_columns(np.asarray(data)[rows], ha["units"][pid], f"participant {pid!r}")
             acc_a[pid], acc_b[pid], labels[pid] = paired_accuracies(
-                ha["predictions"][pid][:, ia], hb["predictions"][pid][:, ib], np.asarray(data)[rows], runs,
+                ha["predictions"][pid][:, ia], hb["predictions"][pid][:, ib], target, runs,
                 config, pid, backend)
             n_rows[pid] = int(len(tr))
         return _acc_arrays(pids, labels, {"a": acc_a, "b": acc_b}, {"n_rows": n_rows})
@@ -609,7 +612,8 @@ def evaluate_model(
         for pid in pids:
             data, t_index = tg[pid]
             rows = io.align_rows(t_index, held["tr_index"][pid], f"participant {pid!r}")
-            scores[pid], labels[pid] = model_scores(held["predictions"][pid], np.asarray(data)[rows],
+            target = io.target_columns(np.asarray(data)[rows], held["units"][pid], f"participant {pid!r}")
+            scores[pid], labels[pid] = model_scores(held["predictions"][pid], target,
                                                     held["runs"][pid], config, pid, backend)
             n_rows[pid] = int(len(rows))
         return _acc_arrays(pids, labels, {"s": scores}, {"n_rows": n_rows})

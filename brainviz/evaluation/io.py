@@ -6,6 +6,9 @@ Held-out predictions live in a checkpoint folder (or in a plain folder of the sa
     <ckpt>/predictions/seed-<S>/<participant>.npz     arrays: predictions float32 (n_rows, n_units)
                                                               tr_index int64 (n_rows,)
                                                               run str (n_rows,)
+                                                              units int64 (n_units,), optional:
+                                                              the recording's columns predicted
+                                                              (a model trained on an ROI mask)
 
 A plain folder may also hold the ``seed-<S>/`` folders directly. ``tr_index`` gives the row of
 each prediction in the participant's *full* fMRI recording; the targets are that recording after
@@ -122,7 +125,7 @@ def load_heldout(path: str | os.PathLike, participants: Sequence[str] | None = N
     scan = scan_heldout(path)
     pids = select_participants(scan, participants)
     out: dict[str, Any] = {**scan, "participants": pids, "files": {p: scan["files"][p] for p in pids},
-                           "predictions": {}, "tr_index": {}, "runs": {}}
+                           "predictions": {}, "tr_index": {}, "runs": {}, "units": {}}
     for pid in pids:
         preds = []
         tr_index = runs = None
@@ -130,6 +133,9 @@ def load_heldout(path: str | os.PathLike, participants: Sequence[str] | None = N
             arrays = read_prediction_file(f)
             if tr_index is None:
                 tr_index, runs = arrays["tr_index"], arrays["run"]
+                out["units"][pid] = arrays.get("units")
+            elif not same_units(out["units"][pid], arrays.get("units")):
+                raise HeldOutError(f"{f}: 'units' differ from those of seed {scan['seeds'][0]}")
             elif not (np.array_equal(tr_index, arrays["tr_index"]) and np.array_equal(runs, arrays["run"])):
                 raise HeldOutError(f"{f}: tr_index/run differ from those of seed {scan['seeds'][0]}; all seeds must predict the same rows")
             preds.append(arrays["predictions"])
@@ -171,7 +177,27 @@ def read_prediction_file(path: Path) -> dict[str, np.ndarray]:
             raise HeldOutError(f"{path}: {key!r} has shape {arrays[key].shape}, expected ({n},)")
     if not np.issubdtype(arrays["tr_index"].dtype, np.integer):
         raise HeldOutError(f"{path}: 'tr_index' must be integers, got {arrays['tr_index'].dtype}")
-    return {"predictions": pred, "tr_index": arrays["tr_index"].astype(np.int64), "run": arrays["run"].astype(str)}
+    out = {"predictions": pred, "tr_index": arrays["tr_index"].astype(np.int64), "run": arrays["run"].astype(str)}
+    if "units" in arrays:
+        units = arrays["units"]
+        if units.shape != (pred.shape[1],) or not np.issubdtype(units.dtype, np.integer):
+            raise HeldOutError(f"{path}: 'units' must be {pred.shape[1]} integer column indices, got {units.dtype} {units.shape}")
+        out["units"] = units.astype(np.int64)
+    return out
+
+
+def same_units(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
+
+def target_columns(data: np.ndarray, units: np.ndarray | None, what: str) -> np.ndarray:
+    """The target columns that predictions cover (all, or the ROI units a model was trained on)."""
+    data = np.asarray(data)
+    if units is None:
+        return data
+    if units.size and units.max() >= data.shape[1]:
+        raise HeldOutError(f"{what}: predicted unit index {int(units.max())} outside the {data.shape[1]} target units")
+    return data[:, units]
 
 
 # --------------------------------------------------------------------------------------
