@@ -16,7 +16,7 @@ def add_simulated_badge(fig, simulated: bool = True):
         return fig
     fig.add_annotation(
         text=f"<b>{SIMULATED_TEXT}</b>",
-        xref="paper", yref="paper", x=0.0, y=1.0, xanchor="left", yanchor="bottom",
+        xref="paper", yref="paper", x=1.0, y=1.0, xanchor="right", yanchor="bottom", yshift=4,
         showarrow=False, font=dict(color="white", size=12),
         bgcolor=BADGE_COLOR, bordercolor=BADGE_COLOR, borderpad=3, name="simulated-badge",
     )
@@ -115,7 +115,7 @@ def display_values(
         m = vmax if vmax is not None else float(np.nanmax(np.abs(ref))) if ref.size else 1.0
         m = m if m > 0 else 1.0
         lo, hi = -m, m
-        half = max(threshold or 0.0, 0.004 * m)
+        half = threshold * (1 - 1e-4) if threshold else 0.004 * m
         band = (-half, half)
         fill = 0.0
     else:
@@ -123,7 +123,7 @@ def display_values(
         hi = vmax if vmax is not None else float(np.nanmax(ref))
         if hi <= lo:
             hi = lo + 1.0
-        top = threshold if threshold is not None and threshold > lo else lo + 0.004 * (hi - lo)
+        top = threshold * (1 - 1e-4) + 1e-4 * lo if threshold is not None and threshold > lo else lo + 0.004 * (hi - lo)
         band = (lo, min(top, hi))
         fill = lo
     if background is not None:
@@ -133,12 +133,12 @@ def display_values(
     out = np.where(shown, np.clip(v, lo, hi), fill)
     if symmetric:
         # a shown vertex inside the grey band would look hidden: push it to the band's edge
-        edge = band[1] + 0.005 * (hi - lo)
-        inside = shown & (np.abs(out) < edge)
+        edge = band[1] + 0.002 * (hi - lo)
+        inside = shown & (np.abs(out) <= band[1])
         out[inside] = np.where(out[inside] < 0, -edge, edge)
     else:
-        edge = band[1] + 0.005 * (hi - lo)
-        inside = shown & (out < edge)
+        edge = band[1] + 0.002 * (hi - lo)
+        inside = shown & (out <= band[1])
         out[inside] = edge
     if decimals is None:
         scale = max(abs(lo), abs(hi), 1e-12)

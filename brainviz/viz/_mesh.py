@@ -8,7 +8,6 @@ in ``<cache>/meshes/fsaverage5-v1.npz`` and later processes read that file (tens
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 
@@ -114,4 +113,3 @@ def prewarm() -> None:
 
 
 __all__ = ["mesh", "sulcal_depth", "cortex_mask", "cortex_vertices", "edges", "prewarm", "clear_memory_cache"]
-_ = os  # keep import for type checkers of older versions

@@ -1,0 +1,35 @@
+"""brainviz app: ``streamlit run app.py`` (binds to 127.0.0.1, see .streamlit/config.toml).
+
+This file is the router: it draws the shared sidebar, runs the chosen page from ``pages/`` and
+mirrors the choices in the URL. Pages arrange widgets and call ``brainviz``; see docs/app.md.
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="brainviz", page_icon=":material/neurology:", layout="wide")
+
+from brainviz.app_support import sidebar, state  # noqa: E402
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/dataset:", url_path="data"),
+    st.Page("pages/models.py", title="Models", icon=":material/model_training:", url_path="models"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+    st.Page("pages/attention.py", title="Attention", icon=":material/visibility:", url_path="attention"),
+    st.Page("pages/anbn.py", title="AN–BN", icon=":material/hub:", url_path="anbn"),
+]
+
+state.init_from_query()
+state.begin_run()
+page = st.navigation(PAGES)
+st.session_state["_ctx"] = sidebar.sidebar()
+st.session_state["_in_router"] = True
+try:
+    page.run()
+except state.PageDone:
+    pass
+finally:
+    st.session_state["_in_router"] = False
+    state.keep_all()
+    state.write_query()
+    state.run_marker()

@@ -1,0 +1,217 @@
+"""Session state, the shared sidebar and the query string of the app.
+
+Shared choices (dataset, participants, models A/B) live in ``st.session_state`` under the keys
+of :data:`SHARED`, are drawn in the sidebar on every page (``sidebar()``, called by
+``app.py``) and mirrored in the URL (``?ds=...&p=...&a=...&b=...``) together with the
+page-specific choices registered through :func:`widget_value` so a view can be shared.
+
+Streamlit forgets the state of a widget that is not drawn on a run (a page switch), so every
+page widget keeps a copy of its value under ``_keep:<key>`` and is restored from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import streamlit as st
+
+# session key -> query-string name
+SHARED = {"dataset": "ds", "participants": "p", "model_a": "a", "model_b": "b"}
+LIST_KEYS = {"participants"}
+_QP_REGISTRY = "_qp_registry"  # page keys registered this run: {session key: (qp name, kind)}
+_INIT = "_qp_initialised"
+BADGE_CSS = (
+    "display:inline-block;background:#d9480f;color:white;padding:2px 10px;border-radius:4px;"
+    "font-weight:700;font-size:0.85rem;letter-spacing:0.04em"
+)
+
+
+# --------------------------------------------------------------------------------------
+# query string
+# --------------------------------------------------------------------------------------
+
+
+def _qp_get(name: str, as_list: bool = False):
+    qp = st.query_params
+    if name not in qp:
+        return None
+    if as_list:
+        vals = qp.get_all(name)
+        out: list[str] = []
+        for v in vals:
+            out += [x for x in str(v).split(",") if x]
+        return out
+    return qp.get(name)
+
+
+def init_from_query() -> None:
+    """On a session's first run, copy shared choices from the URL into session state."""
+    if st.session_state.get(_INIT):
+        return
+    for key, name in SHARED.items():
+        val = _qp_get(name, as_list=key in LIST_KEYS)
+        if val is not None:
+            st.session_state[f"_keep:{key}"] = val
+    # page keys are read lazily by widget_value (their names are only known there)
+    st.session_state["_qp_initial"] = dict(st.query_params.to_dict())
+    st.session_state[_INIT] = True
+    st.session_state[_QP_REGISTRY] = {}
+
+
+def begin_run() -> None:
+    st.session_state[_QP_REGISTRY] = {}
+
+
+def write_query() -> None:
+    """Mirror the shared choices and this page's registered widgets in the URL."""
+    params: dict[str, Any] = {}
+    for key, name in SHARED.items():
+        v = st.session_state.get(key, st.session_state.get(f"_keep:{key}"))
+        if v is None or v == [] or v == "":
+            continue
+        params[name] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    for key, (name, _kind) in st.session_state.get(_QP_REGISTRY, {}).items():
+        v = st.session_state.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            params[name] = "1" if v else "0"
+        elif isinstance(v, (list, tuple)):
+            params[name] = ",".join(map(str, v))
+        else:
+            params[name] = str(v)
+    current = st.query_params.to_dict()
+    if {k: str(v) for k, v in current.items()} != params:
+        st.query_params.from_dict(params)
+
+
+def _coerce(raw: Any, default: Any, options: Sequence[Any] | None):
+    try:
+        if isinstance(default, bool):
+            val: Any = str(raw).lower() in ("1", "true", "yes")
+        elif isinstance(default, int):
+            val = int(raw)
+        elif isinstance(default, float):
+            val = float(raw)
+        elif isinstance(default, (list, tuple)):
+            val = [x for x in str(raw).split(",") if x]
+        else:
+            val = str(raw)
+    except (TypeError, ValueError):
+        return default
+    if options is not None:
+        if isinstance(val, list):
+            val = [v for v in val if v in options]
+        elif val not in options:
+            return default
+    return val
+
+
+def widget_value(key: str, default: Any, *, qp: str | None = None, options: Sequence[Any] | None = None) -> None:
+    """Prepare ``st.session_state[key]`` for a widget drawn with ``key=key``.
+
+    Restores the value kept from an earlier run (or the URL's ``qp`` on a first visit), drops it
+    when it is no longer among ``options``, and registers ``qp`` for :func:`write_query`.
+    Call it right before drawing the widget, and do not pass ``value=``/``index=`` to it.
+    """
+    keep = f"_keep:{key}"
+    if key not in st.session_state:
+        if keep in st.session_state:
+            st.session_state[key] = st.session_state[keep]
+        elif qp is not None and qp in st.session_state.get("_qp_initial", {}):
+            st.session_state[key] = _coerce(st.session_state["_qp_initial"][qp], default, options)
+        else:
+            st.session_state[key] = default
+    if options is not None:
+        cur = st.session_state[key]
+        if isinstance(cur, list):
+            fixed = [v for v in cur if v in options]
+            if fixed != cur:
+                st.session_state[key] = fixed
+        elif cur not in options:
+            st.session_state[key] = default if default in options else (options[0] if options else None)
+    if qp is not None:
+        st.session_state.setdefault(_QP_REGISTRY, {})[key] = (qp, type(default).__name__)
+
+
+def keep(*keys: str) -> None:
+    """Copy widget values to their ``_keep:`` slots (called at the end of every run)."""
+    for key in keys:
+        if key in st.session_state:
+            st.session_state[f"_keep:{key}"] = st.session_state[key]
+
+
+def keep_all() -> None:
+    keys = list(SHARED) + list(st.session_state.get(_QP_REGISTRY, {})) + list(st.session_state.get("_kept_keys", []))
+    keep(*keys)
+
+
+def remember(*keys: str) -> None:
+    """Also keep these widget keys across page switches (without putting them in the URL)."""
+    kept = set(st.session_state.get("_kept_keys", []))
+    kept.update(keys)
+    st.session_state["_kept_keys"] = sorted(kept)
+
+
+# --------------------------------------------------------------------------------------
+# badges and small UI helpers
+# --------------------------------------------------------------------------------------
+
+
+def simulated_badge(simulated: bool | None, where: Callable | None = None) -> None:
+    """Draw the orange SIMULATED badge (when ``simulated``)."""
+    if simulated:
+        (where or st.markdown)(
+            f'<span style="{BADGE_CSS}" data-testid="bv-simulated-badge">SIMULATED DATA</span>',
+            unsafe_allow_html=True,
+        )
+
+
+def page_title(title: str, simulated: bool | None = None, caption: str | None = None) -> None:
+    cols = st.columns([0.78, 0.22])
+    cols[0].title(title)
+    with cols[1]:
+        st.write("")
+        simulated_badge(simulated)
+    if caption:
+        st.caption(caption)
+
+
+def current(key: str, default: Any = None) -> Any:
+    """A shared choice (from the sidebar widget or its kept copy)."""
+    if key in st.session_state:
+        return st.session_state[key]
+    return st.session_state.get(f"_keep:{key}", default)
+
+
+def run_marker() -> None:
+    """An invisible element drawn last in every run: browser tests and the benchmark wait for
+    ``.bv-run-done[data-run=N]`` to know that run N of the session is fully drawn."""
+    n = st.session_state.get("_run_count", 0) + 1
+    st.session_state["_run_count"] = n
+    st.markdown(f'<div class="bv-run-done" data-run="{n}" style="display:none"></div>', unsafe_allow_html=True)
+
+
+class PageDone(Exception):
+    """Raised by :func:`stop` to end a page early; ``app.py`` catches it and still finishes the
+    run (query string, run marker), which ``st.stop()`` would skip."""
+
+
+def stop() -> None:
+    if st.session_state.get("_in_router"):
+        raise PageDone
+    st.stop()
+
+
+def lazy_tabs(labels: Sequence[str], key: str, qp: str | None = None):
+    """``st.tabs`` whose hidden tabs do not run (``on_change="rerun"``); the open tab is kept
+    across page switches and, with ``qp``, in the URL. Use with :func:`tab_open`."""
+    labels = list(labels)
+    widget_value(key, labels[0], qp=qp, options=labels)
+    return st.tabs(labels, key=key, on_change="rerun")
+
+
+def tab_open(tab) -> bool:
+    """Whether a tab of :func:`lazy_tabs` should draw its content (True when unknown)."""
+    is_open = getattr(tab, "open", None)
+    return True if is_open is None else bool(is_open)

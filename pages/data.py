@@ -1,0 +1,126 @@
+"""Data: participants, runs and TRs; the stimulus aligned to TRs; a vertex's time course; the
+planted ground truth of simulated data."""
+
+from brainviz.app_support import router
+
+router.ensure()
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from brainviz.app_support import resources, state, sidebar
+from brainviz.viz import cortex, flatmap, timeseries
+
+ctx = sidebar.context()
+summ = ctx["summary"]
+if summ is None:
+    state.page_title("Data")
+    st.info("No dataset yet — open **Home** to build the simulated default.")
+    state.stop()
+sim = bool(summ["simulated"])
+path = ctx["dataset_path"]
+state.page_title(f"Data — {summ['name']}", simulated=sim, caption=f"`{path}`")
+
+c = st.columns(6)
+c[0].metric("fMRI participants", summ["n_fmri_participants"])
+c[1].metric("MEG participants", summ["n_meg_participants"])
+c[2].metric("runs", summ["n_runs"])
+c[3].metric("TR (s)", summ["tr"] if summ["tr"] is not None else "varies")
+c[4].metric("units", summ["n_units"])
+c[5].metric("words", summ["n_words"])
+
+tab_names = ["Runs", "Stimulus ↔ TRs", "Vertex time course"] + (["Ground truth"] if summ.get("has_ground_truth") else [])
+tabs = state.lazy_tabs(tab_names, key="data_tab", qp="tab")
+ds = resources.dataset(path)
+pids = summ["participants"]
+sel = [p for p in ctx["participants"] if p in pids] or pids[:1]
+gt = resources.ground_truth(path) if summ.get("has_ground_truth") else None
+
+with tabs[0]:
+    if state.tab_open(tabs[0]):
+        st.dataframe(pd.DataFrame(summ["runs_table"]), hide_index=True, width="stretch")
+        st.caption(f"stories: {', '.join(summ['stories'])}; space: {summ['space']}; "
+                   f"MEG participants: {', '.join(summ['meg_participants']) or 'none'}")
+
+with tabs[1]:
+    if state.tab_open(tabs[1]):
+        state.widget_value("data_pid", sel[0], qp="dp", options=pids)
+        cc = st.columns(3)
+        pid = cc[0].selectbox("Participant", pids, key="data_pid")
+        ex = resources.examples(path, pid)
+        runs = list(dict.fromkeys(ex.runs.tolist()))
+        state.widget_value("data_run", runs[0], qp="dr", options=runs)
+        run = cc[1].selectbox("Run", runs, key="data_run")
+        words = ds.stimulus["word"].astype(str).to_numpy()
+        idx = np.flatnonzero(ex.runs == run)
+        table = pd.DataFrame({
+            "example": idx,
+            "TR (row)": ex.tr_index[idx],
+            "time (s)": np.round(ex.times[idx], 2),
+            "n words": [len(ex.windows[i]) for i in idx],
+            "words feeding this example (onset in [t − 10.1 s, t))": [" ".join(words[ex.windows[i]]) for i in idx],
+        })
+        cc[2].metric("examples in run", len(idx))
+        st.dataframe(table, hide_index=True, width="stretch", height=420)
+        with st.expander("Word timings of this run"):
+            st.dataframe(ds.stimulus[ds.stimulus["run"].astype(str) == str(run)], hide_index=True, width="stretch")
+
+with tabs[2]:
+    if state.tab_open(tabs[2]):
+        n_units = int(summ["n_units"] if isinstance(summ["n_units"], int) else summ["n_units"][0])
+        default_v = 0
+        if gt is not None and "planted_mask" in gt and np.any(gt["planted_mask"]):
+            default_v = int(np.flatnonzero(gt["planted_mask"])[0])
+        state.widget_value("data_vertex", default_v, qp="v")
+        cc = st.columns([1, 1, 2])
+        pid_v = cc[0].selectbox("Participant ", pids, index=pids.index(sel[0]), key="data_pid_v")
+        if n_units == 20484:
+            with cc[2]:
+                st.caption("Or pick a vertex on the flat map (box / lasso, the first selected vertex is used).")
+            background = gt["planted_mask"].astype(float) if gt is not None else np.zeros(n_units)
+            fig = flatmap.flat_map(background, symmetric=False, vmin=0, vmax=1, colorscale="Oranges",
+                                   colorbar_title="planted" if gt is not None else "", simulated=sim, height=320,
+                                   marker_size=2.5, selected=[st.session_state["data_vertex"]])
+            event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="data_flat")
+            chosen = flatmap.selected_vertices(event)
+            if chosen.size and int(chosen[0]) != st.session_state.get("_data_last_pick"):
+                st.session_state["_data_last_pick"] = int(chosen[0])
+                st.session_state["data_vertex"] = int(chosen[0])
+        vertex = cc[1].number_input("Vertex / unit", min_value=0, max_value=n_units - 1, step=1, key="data_vertex")
+        rec = ds.fmri_of(pid_v)
+        ex_v = resources.examples(path, pid_v)
+        kept = np.isin(np.arange(rec.data.shape[0]), ex_v.tr_index)
+        fig = timeseries.vertex_timecourse(np.asarray(rec.data[:, int(vertex)]), rec.run_labels, rec.tr, kept=kept,
+                                           preprocessed=ex_v.data[:, int(vertex)], preprocessed_rows=ex_v.tr_index,
+                                           vertex=int(vertex), simulated=sim,
+                                           title=f"{pid_v}, vertex {int(vertex)}")
+        st.plotly_chart(fig, key="data_tc")
+
+if gt is not None:
+    with tabs[3]:
+        if state.tab_open(tabs[3]):
+            st.markdown("Planted ground truth of the simulation: the regions that carry signal and, for "
+                        "listening data, the planted functional networks.")
+            regions = pd.DataFrame([{k: v for k, v in r.items() if k != "drivers"} | {"drivers": ", ".join(r.get("drivers", {}))}
+                                    for r in gt.get("regions", [])])
+            maps = {"planted mask": gt["planted_mask"].astype(float)}
+            for i, net in enumerate(gt.get("networks", []) or []):
+                if "network_maps" in gt:
+                    maps[f"network {i}: {net.get('name', i)}"] = np.asarray(gt["network_maps"][i], dtype=float)
+            cc = st.columns(4)
+            state.widget_value("gt_map", "planted mask", qp="gm", options=list(maps))
+            which = cc[0].selectbox("Map", list(maps), key="gt_map")
+            state.widget_value("gt_hemi", "left", qp="gh", options=list(cortex.HEMI_CHOICES))
+            hemi = cc[1].selectbox("Hemisphere", cortex.HEMI_CHOICES, key="gt_hemi")
+            state.widget_value("gt_view", "lateral", qp="gv", options=list(cortex.VIEWS))
+            view = cc[2].selectbox("View", cortex.VIEWS, key="gt_view")
+            mesh = cc[3].selectbox("Mesh", cortex.MESHES, key="gt_mesh")
+            vals = maps[which]
+            fig = cortex.cortical_map(vals, symmetric=False, vmin=0, vmax=float(max(vals.max(), 1e-9)),
+                                      threshold=1e-9, colorscale="YlOrRd", mesh=mesh, hemi=hemi, view=view,
+                                      outline=gt["region_labels"], title=which, simulated=True, colorbar_title=which)
+            st.plotly_chart(fig, key="gt_fig")
+            st.dataframe(regions, hide_index=True, width="stretch")
+            st.caption(f"drivers: {', '.join(gt.get('driver_names', []))}")
+state.remember("data_pid_v", "gt_mesh")
