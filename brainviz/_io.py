@@ -69,7 +69,7 @@ def atomic_dir(target: str | os.PathLike, overwrite: bool = False) -> Iterator[P
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON atomically (byte-stable across runs)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -78,7 +78,7 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -102,7 +102,7 @@ def hash_update(h: "hashlib._Hash", obj: Any) -> None:
             hash_update(h, item)
     else:
         h.update(b"json")
-        h.update(json.dumps(obj, sort_keys=True, default=_json_default).encode())
+        h.update(json.dumps(obj, sort_keys=True, default=json_default).encode())
 
 
 def content_hash(*parts: Any, length: int = 16) -> str:

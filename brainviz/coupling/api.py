@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from brainviz._io import json_default
 from brainviz.config import ConfigError, JobConfig
 from brainviz.coupling import couple as _couple
 from brainviz.coupling import networks as _networks
@@ -369,7 +370,7 @@ class CouplingResult:
         return {"pairs": out, "summary": summary, "maps": maps}
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {**self.arrays, "meta": np.array(json.dumps(self.meta, sort_keys=True, default=_jsonable))}
+        return {**self.arrays, "meta": np.array(json.dumps(self.meta, sort_keys=True, default=json_default))}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "CouplingResult":
@@ -378,14 +379,6 @@ class CouplingResult:
         return cls(meta, arrays)
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(type(obj).__name__)
 
 
 def _records(df) -> list[dict[str, Any]]:

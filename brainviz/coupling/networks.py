@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from brainviz._io import json_default
 from brainviz.coupling.neurons import CouplingError, story_grid
 from brainviz.data.dataset import Dataset
 
@@ -186,7 +187,7 @@ class BrainNetworks:
 
         stories = list(self.timecourses)
         out = {"maps": self.maps, "stories": np.array(stories, dtype=str),
-               "info": np.array(json.dumps({"method": self.method, **self.info}, default=_jsonable))}
+               "info": np.array(json.dumps({"method": self.method, **self.info}, default=json_default))}
         for i, s in enumerate(stories):
             out[f"tc_{i}"] = self.timecourses[s]
         return out
@@ -200,14 +201,6 @@ class BrainNetworks:
         stories = [str(s) for s in arrays["stories"]]
         tcs = {s: arrays[f"tc_{i}"] for i, s in enumerate(stories)}
         return cls(method, arrays["maps"], tcs, info)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(type(obj).__name__)
 
 
 def average_participants(gd: GroupData) -> GroupData:

@@ -49,11 +49,11 @@ def load_spacy():
     return model.load(exclude=["ner", "lemmatizer"])
 
 
-def tag_words(words: Sequence[str]) -> list[str]:
-    """Universal POS tag of each word, keeping the given word segmentation.
+def parse_words(words: Sequence[str]):
+    """Run the spaCy pipeline over ``words`` keeping their segmentation (one token per word).
 
-    Words are tagged in context (one spaCy ``Doc`` built from the cleaned words); a word that
-    is pure punctuation gets ``PUNCT``.
+    Returns ``(doc, cleaned)``: the parsed ``Doc`` and each word without surrounding
+    punctuation (empty for pure punctuation).
     """
     from spacy.tokens import Doc
 
@@ -64,6 +64,16 @@ def tag_words(words: Sequence[str]) -> list[str]:
     doc = Doc(nlp.vocab, words=tokens)
     for _, proc in nlp.pipeline:
         doc = proc(doc)
+    return doc, cleaned
+
+
+def tag_words(words: Sequence[str]) -> list[str]:
+    """Universal POS tag of each word, keeping the given word segmentation.
+
+    Words are tagged in context (one spaCy ``Doc`` built from the cleaned words); a word that
+    is pure punctuation gets ``PUNCT``.
+    """
+    doc, cleaned = parse_words(words)
     return [tok.pos_ if c else "PUNCT" for tok, c in zip(doc, cleaned)]
 
 

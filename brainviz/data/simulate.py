@@ -684,16 +684,9 @@ def parse_words(words: Sequence[str]) -> tuple[list[str], list[str], list[int]]:
     Uses the same tokens and pipeline as :func:`brainviz.data.features.tag_words`, so the POS
     tags are identical to the ones :func:`~brainviz.data.features.annotate_stimulus` computes.
     """
-    from spacy.tokens import Doc
+    from brainviz.data.features import parse_words as parse
 
-    from brainviz.data.features import clean_word, load_spacy
-
-    nlp = load_spacy()
-    cleaned = [clean_word(w) for w in words]
-    tokens = [c if c else (str(w) or "-") for c, w in zip(cleaned, words)]
-    doc = Doc(nlp.vocab, words=tokens)
-    for _, proc in nlp.pipeline:
-        doc = proc(doc)
+    doc, cleaned = parse(words)
     pos, deps, depths = [], [], []
     for tok, c in zip(doc, cleaned):
         depth, node = 0, tok
@@ -1417,7 +1410,7 @@ def _common_ground_truth(experiment, config, names, specs, regions, drivers, neu
 
 def _save_experiment(target: Path, dataset, gt_json: dict, arrays: dict[str, np.ndarray], word_table, overwrite: bool) -> Path:
     """Save dataset + ground truth into a temp folder beside ``target``, then rename (atomic)."""
-    from brainviz._io import _json_default, atomic_dir
+    from brainviz._io import json_default, atomic_dir
 
     with atomic_dir(target, overwrite=overwrite) as tmp:
         dataset.save(tmp, overwrite=True)
@@ -1428,7 +1421,7 @@ def _save_experiment(target: Path, dataset, gt_json: dict, arrays: dict[str, np.
         word_table.to_csv(gt / "word_features.tsv", sep="\t", index=False, float_format="%.10g", lineterminator="\n")
         gt_json = dict(gt_json)
         gt_json["files"] = sorted([f"{n}.npy" for n in arrays] + ["word_features.tsv", GROUND_TRUTH_JSON])
-        (gt / GROUND_TRUTH_JSON).write_text(json.dumps(gt_json, indent=2, sort_keys=True, default=_json_default) + "\n")
+        (gt / GROUND_TRUTH_JSON).write_text(json.dumps(gt_json, indent=2, sort_keys=True, default=json_default) + "\n")
     dataset.path = target
     return target
 
