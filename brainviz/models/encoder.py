@@ -60,15 +60,24 @@ def load_encoder(name: str | os.PathLike = PRETRAINED, device: str = "cpu"):
     """Load ``(model, tokenizer)`` with eager attention so attentions can be returned.
 
     A checkpoint folder keeps its encoder in ``encoder/`` (see :mod:`brainviz.models.store`);
-    any other folder is read as a Hugging Face model folder.
+    a heads-only checkpoint (no ``encoder/``) loads its card's ``base``; any other folder is
+    read as a Hugging Face model folder.
     """
     from transformers import AutoModel, AutoTokenizer
 
     where = resolve_model(name)
     folder = Path(where)
-    if (folder / "card.json").is_file() and (folder / "encoder").is_dir():
-        folder = folder / "encoder"
-        where = str(folder)
+    if (folder / "card.json").is_file():
+        if (folder / "encoder").is_dir():
+            folder = folder / "encoder"
+            where = str(folder)
+        else:  # heads-only checkpoint (e.g. vanilla): the encoder is the unchanged base
+            import json
+
+            base = json.loads((folder / "card.json").read_text()).get("base")
+            if not base or base == name:
+                raise ModelNotFoundError(f"{name}: checkpoint without encoder/ and without a usable 'base' in card.json")
+            return load_encoder(base, device=device)
     offline = not folder.is_dir()
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)

@@ -1,0 +1,71 @@
+"""``python -m brainviz train``: brain-tune an encoder (one of the five variants)."""
+
+from __future__ import annotations
+
+import argparse
+
+from brainviz.tuning.losses import LOSSES
+from brainviz.tuning.variants import PRESETS, STAGES, VARIANTS
+
+EPILOG = "stages per variant (for --epochs): " + "; ".join(f"{v}: {', '.join(s)}" for v, s in STAGES.items())
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="brain-tune an encoder on fMRI (+ MEG); resumable",
+        description="Brain-tune an encoder (Schwartz, Toneva & Wehbe 2019 variants). Re-running the same "
+        "command after an interruption resumes from the last completed epoch.",
+        epilog=EPILOG,
+    )
+    p.add_argument("--dataset", required=True, help="dataset folder")
+    p.add_argument("--variant", required=True, choices=VARIANTS)
+    p.add_argument("--out", required=True, help="checkpoint folder to create (models/NAME, or NAME in the store)")
+    p.add_argument("--base", default="pretrained", help="encoder to start from (default: pretrained)")
+    p.add_argument("--participants", nargs="+", default=(), metavar="ID", help="fMRI participants (default: all)")
+    p.add_argument("--folds", nargs="+", default=(), metavar="RUN", help="runs to hold out, one fold each (default: all)")
+    p.add_argument("--seeds", nargs="+", type=int, default=(0,), metavar="S")
+    p.add_argument("--preset", choices=PRESETS, default="paper", help="paper schedules or the CPU-sized quick ones")
+    p.add_argument("--loss", choices=LOSSES, default="mse")
+    p.add_argument("--lora", action="store_true", help="LoRA (r 8, alpha 32, dropout 0.1) instead of full fine-tuning")
+    p.add_argument("--epochs", nargs="+", type=int, default=(), metavar="N", help="override the epochs of every stage")
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--head-lr", type=float, default=None, help="learning rate of the heads (default: preset)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=None, help="max tokens per window (default: preset)")
+    p.add_argument("--head-mode", choices=("split", "shared"), default="split",
+                   help="several fMRI participants: one column block each (split) or one shared block")
+    p.add_argument("--no-meg", dest="meg", action="store_false", help="joint: fMRI participants only")
+    p.add_argument("--source", default="auto", help="participant-transfer: participant to tune on (default: most predictable)")
+    p.add_argument("--roi-mask", default=None, metavar="FILE.npy", help="boolean mask or indices of the units to predict")
+    p.add_argument("--shuffle-targets", action="store_true", help="null control: shuffle fMRI in time within run")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--overwrite", action="store_true", help="replace --out once the new checkpoint is complete")
+    p.add_argument("--progress-file", default=None, metavar="PATH", help="append JSON lines {fraction, message}")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    from brainviz.tuning.config import TrainConfig
+
+    return TrainConfig(
+        dataset=args.dataset, variant=args.variant, out=args.out, base=args.base,
+        participants=tuple(args.participants), folds=tuple(args.folds), seeds=tuple(args.seeds),
+        preset=args.preset, loss=args.loss, lora=args.lora, epochs=tuple(args.epochs), lr=args.lr,
+        head_lr=args.head_lr, batch_size=args.batch_size, max_length=args.max_length,
+        head_mode=args.head_mode, meg=args.meg, source=args.source, roi_mask=args.roi_mask,
+        shuffle_targets=args.shuffle_targets, device=args.device, overwrite=args.overwrite,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from brainviz.tuning.train import train
+
+    config = config_from_args(args)
+    if args.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    out = train(config, progress_file=args.progress_file, bar=False if args.quiet else None)
+    print(out)
+    return 0

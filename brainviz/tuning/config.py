@@ -1,0 +1,195 @@
+"""``TrainConfig``: everything a brain-tuning job needs, shared by the CLI, the API and the app."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from brainviz.config import ConfigError, JobConfig
+from brainviz.tuning.losses import LOSSES
+from brainviz.tuning.variants import PRESETS, SETTINGS, STAGES, VARIANTS, stage_epochs
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(JobConfig):
+    """A brain-tuning job.
+
+    Attributes
+    ----------
+    dataset : str
+        Dataset folder.
+    variant : str
+        One of ``vanilla, fine-tuned, participant-transfer, meg-transfer, joint``.
+    out : str
+        Checkpoint folder to create (``models/NAME``); a bare name goes into the store.
+    base : str
+        Encoder to start from (``pretrained``, a local HF folder, a checkpoint, a hub id).
+    participants : tuple of str
+        fMRI participants (empty: all).
+    folds : tuple of str
+        Runs to hold out, one fold each (empty: every run).
+    seeds : tuple of int
+    preset : str
+        ``paper`` (the 2019 schedules) or ``quick`` (scaled down for a CPU).
+    loss : str
+        ``mse``, ``correlation`` or ``cosine-huber``.
+    lora : bool
+        Full fine-tuning stages train LoRA adapters (r, alpha, dropout below) on the query /
+        key / value / attention-output projections instead of all weights.
+    epochs : tuple of int
+        Overrides the preset's epochs of every stage of the variant (see ``variants.STAGES``).
+    lr, head_lr, batch_size, weight_decay, warmup, dropout :
+        AdamW learning rate (heads use ``head_lr`` when set), batch size, weight decay (not on
+        biases and LayerNorm), warm-up share of the steps of each stage, head dropout.
+    max_length, meg_fraction, meg_stride, freeze_embeddings :
+        None = the preset's value (``variants.SETTINGS``).
+    head_mode : str
+        ``split`` (one block of output columns per participant) or ``shared`` (one block for
+        all participants; needs equal unit counts, i.e. a common space).
+    meg : bool
+        ``joint`` only: include the MEG participants (False: multi-participant fMRI tuning).
+    source : str
+        ``participant-transfer``: the participant to tune on, or ``auto`` = the most
+        predictable one (ridge on the frozen encoder's features, training runs only).
+    roi_mask : str or None
+        ``.npy`` file with a boolean mask (or integer indices) of the units to predict.
+    shuffle_targets : bool
+        Null control: permute every participant's training targets in time within run.
+    preprocess : dict
+        Overrides of :class:`brainviz.data.PreprocessConfig` fields.
+    device : str
+        ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    overwrite : bool
+        Replace an existing ``out`` when the new checkpoint is complete.
+    """
+
+    dataset: str = ""
+    variant: str = "fine-tuned"
+    out: str = ""
+    base: str = "pretrained"
+    participants: tuple[str, ...] = ()
+    folds: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    preset: str = "paper"
+    loss: str = "mse"
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    epochs: tuple[int, ...] = ()
+    lr: float = 5e-5
+    head_lr: float | None = None
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    dropout: float = 0.1
+    max_length: int | None = None
+    meg_fraction: float | None = None
+    meg_stride: int | None = None
+    freeze_embeddings: bool | None = None
+    head_mode: str = "split"
+    meg: bool = True
+    source: str = "auto"
+    roi_mask: str | None = None
+    shuffle_targets: bool = False
+    preprocess: dict = dataclasses.field(default_factory=dict)
+    device: str = "auto"
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        if not self.dataset:
+            raise ConfigError(f"{name}.dataset: a dataset folder is required")
+        if not self.out:
+            raise ConfigError(f"{name}.out: an output folder (models/NAME) is required")
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"{name}.variant: unknown variant {self.variant!r}; expected one of {VARIANTS}")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"{name}.preset: unknown preset {self.preset!r}; expected one of {PRESETS}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"{name}.loss: unknown loss {self.loss!r}; expected one of {LOSSES}")
+        from brainviz.models.heads import HEAD_MODES
+
+        if self.head_mode not in HEAD_MODES:
+            raise ConfigError(f"{name}.head_mode: unknown mode {self.head_mode!r}; expected one of {HEAD_MODES}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"{name}.device: expected auto, cpu or cuda, got {self.device!r}")
+        if not self.seeds:
+            raise ConfigError(f"{name}.seeds: at least one seed is required")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"{name}.seeds: duplicate seeds {list(self.seeds)}")
+        if len(set(self.participants)) != len(self.participants):
+            raise ConfigError(f"{name}.participants: duplicates in {list(self.participants)}")
+        if len(set(self.folds)) != len(self.folds):
+            raise ConfigError(f"{name}.folds: duplicates in {list(self.folds)}")
+        for field, value in (("lr", self.lr), ("batch_size", self.batch_size), ("lora_r", self.lora_r)):
+            if not value > 0:
+                raise ConfigError(f"{name}.{field}: must be > 0, got {value}")
+        if self.head_lr is not None and not self.head_lr > 0:
+            raise ConfigError(f"{name}.head_lr: must be > 0, got {self.head_lr}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"{name}.warmup: must be in [0, 1), got {self.warmup}")
+        if not 0 <= self.dropout < 1 or not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"{name}.dropout: must be in [0, 1)")
+        if self.weight_decay < 0:
+            raise ConfigError(f"{name}.weight_decay: must be >= 0")
+        if self.meg_fraction is not None and not 0 < self.meg_fraction <= 1:
+            raise ConfigError(f"{name}.meg_fraction: must be in (0, 1], got {self.meg_fraction}")
+        if self.meg_stride is not None and self.meg_stride < 1:
+            raise ConfigError(f"{name}.meg_stride: must be >= 1, got {self.meg_stride}")
+        if self.max_length is not None and self.max_length < 4:
+            raise ConfigError(f"{name}.max_length: must be >= 4 tokens, got {self.max_length}")
+        if any(int(e) < 0 for e in self.epochs):
+            raise ConfigError(f"{name}.epochs: must be >= 0, got {list(self.epochs)}")
+        try:
+            stage_epochs(self.variant, self.preset, self.epochs)
+        except ValueError as exc:
+            raise ConfigError(f"{name}.epochs: {exc}") from None
+        if self.variant != "joint" and not self.meg:
+            raise ConfigError(f"{name}.meg: only the joint variant can leave out MEG")
+        if not isinstance(self.preprocess, dict):
+            raise ConfigError(f"{name}.preprocess: must be a dict of PreprocessConfig fields")
+        self.preprocess_config()  # raises ConfigError on unknown fields / bad values
+
+    # -- resolved values ----------------------------------------------------------------
+    def setting(self, key: str) -> Any:
+        """A preset-dependent setting: the config's value, or the preset's when None."""
+        value = getattr(self, key)
+        return SETTINGS[self.preset][key] if value is None else value
+
+    def stage_epochs(self) -> dict[str, int]:
+        return stage_epochs(self.variant, self.preset, self.epochs)
+
+    def preprocess_config(self):
+        from brainviz.data.preprocess import PreprocessConfig
+
+        try:
+            return PreprocessConfig.from_dict(dict(self.preprocess))
+        except TypeError as exc:
+            raise ConfigError(f"TrainConfig.preprocess: {exc}") from None
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with preset values filled in (what the card records)."""
+        out = self.to_dict()
+        for key in SETTINGS[self.preset]:
+            out[key] = self.setting(key)
+        out["stage_epochs"] = self.stage_epochs()
+        out["stages"] = list(STAGES[self.variant])
+        out["preprocess"] = self.preprocess_config().to_dict()
+        return out
+
+    def job_key(self) -> str:
+        """Hash of everything that determines the result (not ``out``/``overwrite``/``device``)."""
+        from brainviz._io import content_hash
+
+        values = self.resolved()
+        for key in ("out", "overwrite", "device"):
+            values.pop(key)
+        return content_hash("TrainConfig", values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        values = dict(values)
+        pre = values.pop("preprocess", None)
+        cfg = super().from_dict(values)
+        return cfg.replace(preprocess=dict(pre)) if pre is not None else cfg

@@ -1,0 +1,165 @@
+"""The five model variants of Schwartz, Toneva & Wehbe (2019) as named training plans.
+
+Every variant is a list of *stages* (heads-only or full fine-tuning, a number of epochs each)
+applied to one or more *fits*. Epoch counts come from a preset:
+
+=====================  =========================================  ============================
+variant                stages (paper preset)                      fits per fold and seed
+=====================  =========================================  ============================
+vanilla                heads 30 (use --epochs 10/20 to match)     one per participant
+fine-tuned             heads 10, full 20                          one per participant
+participant-transfer   source: heads 2, full 18; others: heads 10  source, then each other one
+meg-transfer           MEG: heads 10, full 20; fMRI: heads 10,     MEG (all MEG participants
+                       full 20                                    jointly), then each fMRI one
+joint                  heads 10, full 50                          one for all fMRI + all MEG
+=====================  =========================================  ============================
+
+The ``quick`` preset keeps the fMRI heads-only epochs (cheap: the frozen encoder's features are
+cached), halves the MEG heads-only epochs (the MEG head has sensors x bins x participants =
+48,960 outputs per token on the default dataset), and cuts the full fine-tuning epochs, the maximum sequence length and the MEG words, so
+that one participant x one fold of any variant runs in a few minutes on a 2-core CPU with the
+packaged MiniLM (see docs/tuning.md for measured times).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+VARIANTS = ("vanilla", "fine-tuned", "participant-transfer", "meg-transfer", "joint")
+PRESETS = ("paper", "quick")
+MEG_VARIANTS = ("meg-transfer", "joint")
+
+# Stage names of each variant, in the order of the --epochs override.
+STAGES: dict[str, tuple[str, ...]] = {
+    "vanilla": ("heads",),
+    "fine-tuned": ("heads", "full"),
+    "participant-transfer": ("source-heads", "source-full", "target-heads"),
+    "meg-transfer": ("meg-heads", "meg-full", "fmri-heads", "fmri-full"),
+    "joint": ("heads", "full"),
+}
+
+EPOCHS: dict[str, dict[str, tuple[int, ...]]] = {
+    "paper": {
+        "vanilla": (30,),
+        "fine-tuned": (10, 20),
+        "participant-transfer": (2, 18, 10),
+        "meg-transfer": (10, 20, 10, 20),
+        "joint": (10, 50),
+    },
+    "quick": {
+        "vanilla": (12,),
+        "fine-tuned": (10, 2),
+        "participant-transfer": (2, 2, 10),
+        "meg-transfer": (5, 1, 10, 1),
+        "joint": (5, 2),
+    },
+}
+
+# Settings a preset fills in when the config leaves them at None.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "max_length": 128,
+        "head_lr": None,          # same as lr
+        "meg_fraction": 1.0,      # share of MEG content words used as targets
+        "meg_stride": 1,          # use every n-th window for MEG-only stages
+        "freeze_embeddings": False,
+    },
+    "quick": {
+        "max_length": 48,
+        "head_lr": 1e-3,
+        "meg_fraction": 0.5,
+        "meg_stride": 4,
+        "freeze_embeddings": True,
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One training stage: ``kind`` is ``"heads"`` (encoder frozen) or ``"full"``."""
+
+    kind: str
+    epochs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSpec:
+    """One fitted model: a group of targets, a held-out run and a seed.
+
+    ``init`` is the id of the fit whose final encoder this one starts from (None: the base
+    model); ``predicts`` the fMRI participants whose held-out predictions it writes.
+    """
+
+    group: str
+    fold: str
+    seed: int
+    fmri: tuple[str, ...]
+    meg: tuple[str, ...]
+    stages: tuple[Stage, ...]
+    predicts: tuple[str, ...]
+    init: str | None = None
+
+    @property
+    def id(self) -> str:
+        return fit_id(self.group, self.fold, self.seed)
+
+    @property
+    def tunes_encoder(self) -> bool:
+        return any(s.kind == "full" and s.epochs > 0 for s in self.stages)
+
+
+def fit_id(group: str, fold: str, seed: int) -> str:
+    """Relative folder of a fit: ``<group>/fold-<run>/seed-<S>``."""
+    return f"{group}/fold-{fold}/seed-{seed}"
+
+
+def stage_epochs(variant: str, preset: str, override: tuple[int, ...] = ()) -> dict[str, int]:
+    """Epochs of each stage of a variant: the preset's, or ``override`` (same order)."""
+    names = STAGES[variant]
+    epochs = tuple(override) if override else EPOCHS[preset][variant]
+    if len(epochs) != len(names):
+        raise ValueError(f"variant {variant!r} has stages {names}: --epochs needs {len(names)} numbers, got {list(epochs)}")
+    return dict(zip(names, (int(e) for e in epochs)))
+
+
+def build_plan(
+    variant: str,
+    epochs: dict[str, int],
+    participants: list[str],
+    meg_participants: list[str],
+    folds: list[str],
+    seeds: list[int],
+    source_of_fold: dict[str, str] | None = None,
+    joint_meg: bool = True,
+) -> list[FitSpec]:
+    """All fits of a training job in the order they run (seed, fold, then group)."""
+    plan: list[FitSpec] = []
+    for seed in seeds:
+        for fold in folds:
+            if variant in ("vanilla", "fine-tuned"):
+                stages = (Stage("heads", epochs["heads"]),) + ((Stage("full", epochs["full"]),) if variant == "fine-tuned" else ())
+                for pid in participants:
+                    plan.append(FitSpec(pid, fold, seed, (pid,), (), stages, (pid,)))
+            elif variant == "participant-transfer":
+                src = (source_of_fold or {})[fold]
+                source = FitSpec("_source", fold, seed, (src,), (),
+                                 (Stage("heads", epochs["source-heads"]), Stage("full", epochs["source-full"])),
+                                 (src,) if src in participants else ())
+                plan.append(source)
+                for pid in participants:
+                    if pid != src:
+                        plan.append(FitSpec(pid, fold, seed, (pid,), (), (Stage("heads", epochs["target-heads"]),), (pid,), init=source.id))
+            elif variant == "meg-transfer":
+                meg = FitSpec("_meg", fold, seed, (), tuple(meg_participants),
+                              (Stage("heads", epochs["meg-heads"]), Stage("full", epochs["meg-full"])), ())
+                plan.append(meg)
+                for pid in participants:
+                    plan.append(FitSpec(pid, fold, seed, (pid,), (),
+                                        (Stage("heads", epochs["fmri-heads"]), Stage("full", epochs["fmri-full"])), (pid,), init=meg.id))
+            elif variant == "joint":
+                plan.append(FitSpec("_joint", fold, seed, tuple(participants), tuple(meg_participants) if joint_meg else (),
+                                    (Stage("heads", epochs["heads"]), Stage("full", epochs["full"])), tuple(participants)))
+            else:
+                raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    return plan
