@@ -105,7 +105,7 @@ class CompareConfig(JobConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluateConfig(JobConfig):
+class EvaluateConfig(CompareConfig):
     """Settings of a one-model evaluation (see :class:`CompareConfig` for shared fields).
 
     ``metric``: ``"twenty-vs-twenty"`` (tested against 0.5), ``"pearson"`` or ``"pove"``
@@ -113,13 +113,6 @@ class EvaluateConfig(JobConfig):
     """
 
     metric: str = "twenty-vs-twenty"
-    k: int = 20
-    n_samples: int = 1000
-    seed: int = 0
-    alpha: float = 0.01
-    fdr: str = "bh"
-    test: str = "ttest"
-    by_run: bool = True
 
     def validate(self) -> None:
         if self.metric not in METRICS:
