@@ -17,9 +17,7 @@ ctx = sidebar.context()
 summ = ctx["summary"]
 sim = bool(summ and summ.get("simulated"))
 state.page_title("AN–BN coupling", simulated=sim)
-if summ is None:
-    st.info("No dataset yet — open **Home** to build the simulated default.")
-    state.stop()
+state.require_dataset(summ)
 if summ["n_fmri_participants"] == 0:
     st.info("This dataset has no fMRI.")
     state.stop()

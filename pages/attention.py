@@ -16,9 +16,7 @@ ctx = sidebar.context()
 summ = ctx["summary"]
 sim = bool(summ and summ.get("simulated"))
 state.page_title("Attention", simulated=sim)
-if summ is None:
-    st.info("No dataset yet — open **Home** to build the simulated default.")
-    state.stop()
+state.require_dataset(summ)
 
 options = resources.encoder_models()
 labels = list(options)

@@ -18,9 +18,7 @@ sim = bool(summ and summ.get("simulated"))
 state.page_title("Compare models", simulated=sim)
 
 models = ctx["models"]
-if summ is None:
-    st.info("No dataset yet — open **Home** to build the simulated default.")
-    state.stop()
+state.require_dataset(summ)
 if len(models) < 1:
     st.warning("No checkpoint with held-out predictions yet.")
     st.write("Brain-tune a `quick` **vanilla** and **fine-tuned** pair on the first selected participant "

@@ -16,8 +16,7 @@ ctx = sidebar.context()
 summ = ctx["summary"]
 if summ is None:
     state.page_title("Data")
-    st.info("No dataset yet — open **Home** to build the simulated default.")
-    state.stop()
+state.require_dataset(summ)
 sim = bool(summ["simulated"])
 path = ctx["dataset_path"]
 state.page_title(f"Data — {summ['name']}", simulated=sim, caption=f"`{path}`")

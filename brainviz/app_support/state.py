@@ -203,6 +203,17 @@ def stop() -> None:
     st.stop()
 
 
+NO_DATASET = "No dataset yet — open **Home** to build the simulated default."
+
+
+def require_dataset(summary: dict[str, Any] | None) -> dict[str, Any]:
+    """End the page with a pointer to Home when no dataset is chosen; else return the summary."""
+    if summary is None:
+        st.info(NO_DATASET)
+        stop()
+    return summary
+
+
 def lazy_tabs(labels: Sequence[str], key: str, qp: str | None = None):
     """``st.tabs`` whose hidden tabs do not run (``on_change="rerun"``); the open tab is kept
     across page switches and, with ``qp``, in the URL. Use with :func:`tab_open`."""
