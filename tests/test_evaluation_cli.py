@@ -99,11 +99,14 @@ def test_compare_cli_with_dataset_targets(setup, capsys):
     args = ["compare", str(setup["ckpt"]), str(setup["plain"]), "--out", str(out), "--n-samples", "60", "--alpha", "0.05"]
     assert main(args) == 0
     df = pd.read_csv(out)
-    assert list(df.columns) == ["participant", "unit", "acc_a", "acc_b", "diff", "t", "p", "q", "significant"]
+    # model A's card says simulated: the export carries the label in the table and the summary
+    assert list(df.columns) == ["participant", "unit", "acc_a", "acc_b", "diff", "t", "p", "q", "significant", "simulated"]
+    assert df["simulated"].all()
     assert len(df) == len(PIDS) * N_UNITS
     assert (df[df.unit < N_SIGNAL]["diff"] > 0.2).all()
     summary = json.loads((out.parent / "cmp.summary.json").read_text())
     assert summary["kind"] == "compare" and summary["fdr"] == "bh" and summary["test"] == "ttest_rel"
+    assert summary["simulated"] is True
     assert summary["meta"]["models"] == {"a": "tuned", "b": "plain-preds"}
     assert summary["counts"]["total"]["n_a_better"] >= 4
     assert summary["meta"]["from_cache"] is False

@@ -53,6 +53,10 @@ def write_outputs(frame, summary: dict[str, Any], out: str | Path) -> tuple[Path
 
     out = Path(out)
     fmt = table_format(out)
+    if (summary.get("meta") or {}).get("simulated"):
+        # simulated results stay labelled in every export
+        summary = {**summary, "simulated": True}
+        frame = frame.assign(simulated=True)
     with atomic_path(out) as tmp:
         if fmt == "parquet":
             frame.to_parquet(tmp, index=False)

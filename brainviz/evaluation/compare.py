@@ -515,6 +515,7 @@ def compare_models(
     _warn_if_targets_differ(scan_a, scan_b)
     names = (_model_name(scan_a), _model_name(scan_b))
     meta = {"models": {"a": names[0], "b": names[1]}, "paths": {"a": str(scan_a["path"]), "b": str(scan_b["path"])},
+            "simulated": io.card_simulated(scan_a) or io.card_simulated(scan_b),
             "backend": backend, "input_key": input_key}
 
     def compute_acc() -> dict[str, np.ndarray]:
@@ -596,7 +597,8 @@ def evaluate_model(
     pids = io.select_participants(scan, participants)
     input_key = content_hash("evaluate-model", io.heldout_key(scan, pids),
                              io.targets_key(scan, pids, targets_file=targets, dataset=dataset))
-    meta = {"model": _model_name(scan), "path": str(scan["path"]), "backend": backend, "input_key": input_key}
+    meta = {"model": _model_name(scan), "path": str(scan["path"]), "backend": backend, "input_key": input_key,
+            "simulated": io.card_simulated(scan)}
 
     def compute() -> dict[str, np.ndarray]:
         held = io.load_heldout(scan["path"], pids)

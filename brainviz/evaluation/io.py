@@ -264,6 +264,11 @@ def dataset_path(scan: dict[str, Any], dataset: str | os.PathLike | None = None)
     return root
 
 
+def card_simulated(scan: dict[str, Any]) -> bool:
+    """Whether the model's card says it was trained on simulated data."""
+    return bool((scan.get("card") or {}).get("simulated"))
+
+
 def preprocess_dict(scan: dict[str, Any]) -> dict[str, Any]:
     card = scan.get("card") or {}
     return dict(card.get("preprocess") or {})
