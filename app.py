@@ -9,12 +9,14 @@ import streamlit as st
 st.set_page_config(page_title="brainviz", page_icon=":material/neurology:", layout="wide")
 
 from brainviz.app_support import sidebar, state  # noqa: E402
+from brainviz.errors import BrainvizError  # noqa: E402
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
     st.Page("pages/data.py", title="Data", icon=":material/dataset:", url_path="data"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:", url_path="models"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+    st.Page("pages/encoding.py", title="Encoding", icon=":material/stacked_line_chart:", url_path="encoding"),
     st.Page("pages/attention.py", title="Attention", icon=":material/visibility:", url_path="attention"),
     st.Page("pages/anbn.py", title="AN–BN", icon=":material/hub:", url_path="anbn"),
 ]
@@ -28,6 +30,8 @@ try:
     page.run()
 except state.PageDone:
     pass
+except BrainvizError as exc:  # bad input (a broken dataset, checkpoint, link value ...): a message, not a trace
+    st.error(f"{type(exc).__name__}: {exc}")
 finally:
     st.session_state["_in_router"] = False
     state.keep_all()

@@ -2,7 +2,9 @@
 
 Keys are content hashes of the inputs and of the job config. Entries are written to a
 temporary file and renamed, under a per-entry file lock, so two processes asking for the same
-entry compute it once and never see a half-written file.
+entry compute it once and never see a half-written file. Temporary files left by a killed
+writer (their lock is free) are removed the next time an entry of the same namespace is
+written.
 
 Examples
 --------
@@ -23,7 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from brainviz import paths
-from brainviz._io import atomic_path, file_hash
+from brainviz._io import atomic_path, clean_stale_temps, file_hash
 
 
 class Cache:
@@ -63,6 +65,7 @@ class Cache:
             return target
         with self.lock(namespace, key):
             if not target.exists():  # another process may have finished it meanwhile
+                clean_stale_temps(target.parent)  # left by killed writers of this namespace
                 with atomic_path(target, suffix=suffix) as tmp:
                     write(tmp)
         return target

@@ -12,12 +12,9 @@ import json
 from typing import Any, TypeVar
 
 from brainviz._io import content_hash
+from brainviz.errors import ConfigError
 
 T = TypeVar("T", bound="JobConfig")
-
-
-class ConfigError(ValueError):
-    """A config field has an invalid value."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 from brainviz import paths
 from brainviz._io import write_json
+from brainviz.errors import BrainvizError
 
 JOB_FILE = "job.json"
 EXIT_FILE = "exit.json"
@@ -46,7 +47,7 @@ PROGRESS_PLACEHOLDER = "{progress_file}"
 _children: dict[int, subprocess.Popen] = {}
 
 
-class JobError(ValueError):
+class JobError(BrainvizError, ValueError):
     """Unknown job id or unusable job folder."""
 
 
@@ -122,8 +123,24 @@ def train_command(
     folds: Sequence[str] = (),
     base: str = "pretrained",
     extra: Sequence[str] = (),
+    backend: str = "local",
+    ray_address: str | None = None,
+    ray_num_gpus: float = 0.0,
 ) -> list[str]:
-    """argv of ``python -m brainviz train ... --progress-file {progress_file}``."""
+    """argv of ``python -m brainviz train ... --progress-file {progress_file}``.
+
+    ``backend="ray"``: the same train arguments run as a Ray task through
+    ``python -m brainviz.sweep.submit`` (a local Ray, or the cluster at ``ray_address``, with
+    ``ray_num_gpus`` GPUs); the default ``"local"`` runs ``train`` as a subprocess here.
+    """
+    if backend not in ("local", "ray"):
+        raise JobError(f"backend: expected local or ray, got {backend!r}")
+    if backend == "ray":
+        head = [sys.executable, "-m", "brainviz.sweep.submit", "--num-gpus", str(ray_num_gpus)]
+        head += (["--address", str(ray_address)] if ray_address else []) + ["--"]
+        return head + train_command(dataset=dataset, variant=variant, out=out, participants=participants,
+                                    preset=preset, loss=loss, lora=lora, seeds=seeds, folds=folds, base=base,
+                                    extra=extra)[4:]
     argv = [sys.executable, "-m", "brainviz", "train", "--dataset", str(dataset), "--variant", variant,
             "--out", str(out), "--preset", preset, "--loss", loss, "--base", str(base), "--quiet",
             "--progress-file", PROGRESS_PLACEHOLDER]

@@ -33,9 +33,9 @@ pid = c[2].selectbox("Windows of participant", pids, key="att_pid",
                      help="Example windows (words of the 10.1 s before each TR) of this participant")
 ds = resources.dataset(ctx["dataset_path"])
 ex = resources.examples(ctx["dataset_path"], pid)
-state.widget_value("att_n", min(16, len(ex.windows)), qp="nw")
+state.widget_value("att_n", min(16, len(ex.windows)), qp="nw", min_value=1, max_value=len(ex.windows))
 n_win = c[3].number_input("Number of windows", min_value=1, max_value=len(ex.windows), key="att_n")
-state.widget_value("att_start", 0, qp="w0")
+state.widget_value("att_start", 0, qp="w0", min_value=0, max_value=max(0, len(ex.windows) - 1))
 start = st.slider("First window", 0, max(0, len(ex.windows) - 1), key="att_start")
 windows, idx = compute.example_windows(ds, ex, int(start), int(n_win))
 

@@ -71,7 +71,7 @@ with tabs[2]:
         default_v = 0
         if gt is not None and "planted_mask" in gt and np.any(gt["planted_mask"]):
             default_v = int(np.flatnonzero(gt["planted_mask"])[0])
-        state.widget_value("data_vertex", default_v, qp="v")
+        state.widget_value("data_vertex", default_v, qp="v", min_value=0, max_value=n_units - 1)
         cc = st.columns([1, 1, 2])
         pid_v = cc[0].selectbox("Participant ", pids, index=pids.index(sel[0]), key="data_pid_v")
         if n_units == 20484:

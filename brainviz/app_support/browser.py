@@ -124,8 +124,6 @@ def last_run(d) -> int:
 
 def wait_run(d, after: int = 0, timeout: float = 120.0, skeletons: bool = True) -> int:
     """Wait until the session finished a run numbered above ``after`` and nothing is loading."""
-    from selenium.webdriver.common.by import By
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         n = last_run(d)

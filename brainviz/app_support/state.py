@@ -93,6 +93,8 @@ def _coerce(raw: Any, default: Any, options: Sequence[Any] | None):
             val = int(raw)
         elif isinstance(default, float):
             val = float(raw)
+            if val != val or val in (float("inf"), float("-inf")):
+                return default
         elif isinstance(default, (list, tuple)):
             val = [x for x in str(raw).split(",") if x]
         else:
@@ -107,11 +109,24 @@ def _coerce(raw: Any, default: Any, options: Sequence[Any] | None):
     return val
 
 
-def widget_value(key: str, default: Any, *, qp: str | None = None, options: Sequence[Any] | None = None) -> None:
+def _clamp(value: Any, lo: Any, hi: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if lo is not None and value < lo:
+        value = type(value)(lo)
+    if hi is not None and value > hi:
+        value = type(value)(hi)
+    return value
+
+
+def widget_value(key: str, default: Any, *, qp: str | None = None, options: Sequence[Any] | None = None,
+                 min_value: float | None = None, max_value: float | None = None) -> None:
     """Prepare ``st.session_state[key]`` for a widget drawn with ``key=key``.
 
     Restores the value kept from an earlier run (or the URL's ``qp`` on a first visit), drops it
-    when it is no longer among ``options``, and registers ``qp`` for :func:`write_query`.
+    when it is no longer among ``options``, clamps numbers into ``[min_value, max_value]`` (pass
+    the widget's bounds: a link such as ``?w0=99999`` then lands on the bound instead of
+    failing), and registers ``qp`` for :func:`write_query`.
     Call it right before drawing the widget, and do not pass ``value=``/``index=`` to it.
     """
     keep = f"_keep:{key}"
@@ -122,6 +137,13 @@ def widget_value(key: str, default: Any, *, qp: str | None = None, options: Sequ
             st.session_state[key] = _coerce(st.session_state["_qp_initial"][qp], default, options)
         else:
             st.session_state[key] = default
+    if min_value is not None or max_value is not None:
+        cur = st.session_state[key]
+        if isinstance(cur, float) and cur != cur:  # NaN
+            cur = default
+        fixed = _clamp(cur, min_value, max_value)
+        if fixed is not st.session_state[key] and fixed != st.session_state[key]:
+            st.session_state[key] = fixed
     if options is not None:
         cur = st.session_state[key]
         if isinstance(cur, list):

@@ -29,9 +29,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from brainviz.data.dataset import Dataset
+from brainviz.errors import BrainvizError
 
 
-class CouplingError(ValueError):
+class CouplingError(BrainvizError, ValueError):
     """Invalid input to the coupling analysis; the message names what is wrong."""
 
 

@@ -56,8 +56,16 @@ def run(args: argparse.Namespace) -> int:
     except PermissionError as exc:
         raise CLIError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
     except OSError as exc:
-        if isinstance(exc, (FileExistsError, FileNotFoundError)):
+        from brainviz.errors import BrainvizError, OutputExistsError, disk_full_error, is_disk_full
+
+        if isinstance(exc, BrainvizError):
             raise
+        if is_disk_full(exc):
+            raise disk_full_error(exc, out) from None
+        if isinstance(exc, FileExistsError):
+            raise OutputExistsError(f"{exc}", file=None) from None
+        if isinstance(exc, FileNotFoundError):
+            raise CLIError(f"--out {out}: {exc.strerror or exc}: {exc.filename}") from None
         raise CLIError(f"--out {out}: {exc}") from None
     took = time.perf_counter() - start
     from brainviz.data.dataset import load_dataset

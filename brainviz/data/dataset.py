@@ -16,16 +16,19 @@ Arrays are memory-mapped on load, so opening a large dataset is cheap.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
-from brainviz._io import atomic_dir, write_json
+from brainviz._io import NPY_ERRORS, atomic_dir, check_label, check_safe_id, confined, npy_header
+from brainviz.errors import DatasetError
 
 SCHEMA_VERSION = 1
 MANIFEST = "dataset.json"
@@ -34,16 +37,10 @@ SPACE_KINDS = ("fsaverage5", "volume", "rois")
 N_VERTICES_FSAVERAGE5 = 20484  # 10,242 per hemisphere, left first
 MODALITIES = ("reading", "listening")
 STIMULUS_COLUMNS = ("onset", "duration", "word", "run", "story")
-
-
-class DatasetError(ValueError):
-    """Invalid dataset content; the message names the file and field at fault."""
-
-    def __init__(self, message: str, *, file: str | os.PathLike | None = None, field: str | None = None):
-        self.file = str(file) if file is not None else None
-        self.field = field
-        where = ": ".join(p for p in (self.file, f"field '{field}'" if field else None) if p)
-        super().__init__(f"{where}: {message}" if where else message)
+MAX_MANIFEST_BYTES = 256 << 20  # a manifest is metadata; anything larger is not one
+MAX_GRID_VOXELS = 1 << 30  # volume grids (x * y * z) larger than this are refused
+# a field the old writer quoted (it contained a '"', doubled inside): unquoted on reading
+_LEGACY_QUOTED = re.compile(r'^"((?:[^"]|"")*""(?:[^"]|"")*)"$')
 
 
 # --------------------------------------------------------------------------------------
@@ -106,21 +103,33 @@ class Space:
         kind = entry["kind"]
         if kind not in SPACE_KINDS:
             raise DatasetError(f"unknown space {kind!r}; expected one of {SPACE_KINDS}", file=mf, field="space.kind")
-        space = cls(kind=kind, template=entry.get("template"))
+        template = entry.get("template")
+        if template is not None and not isinstance(template, str):
+            raise DatasetError(f"must be a string, got {template!r}", file=mf, field="space.template")
+        space = cls(kind=kind, template=template)
         if kind == "volume":
             for key in ("affine", "shape", "coords_file"):
                 if key not in entry:
                     raise DatasetError("volume spaces need it", file=mf, field=f"space.{key}")
-            affine = np.asarray(entry["affine"], dtype=float)
+            try:
+                affine = np.asarray(entry["affine"], dtype=float)
+            except (TypeError, ValueError):
+                raise DatasetError(f"must be a finite 4 x 4 matrix of numbers, got {entry['affine']!r:.80}", file=mf, field="space.affine") from None
             if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
                 raise DatasetError("must be a finite 4 x 4 matrix", file=mf, field="space.affine")
             space.affine = affine
-            space.shape = tuple(int(s) for s in entry["shape"])
-            coords = _load_array(root / entry["coords_file"], "space.coords_file", mmap=False)
+            shape = entry["shape"]
+            if not isinstance(shape, list) or len(shape) != 3:
+                raise DatasetError(f"must be a list of 3 grid sizes, got {shape!r:.80}", file=mf, field="space.shape")
+            space.shape = tuple(_integer(s, mf, "space.shape") for s in shape)
+            if min(space.shape) < 1 or int(np.prod(space.shape, dtype=object)) > MAX_GRID_VOXELS:
+                raise DatasetError(f"grid sizes must be >= 1 with at most {MAX_GRID_VOXELS} voxels, got {space.shape}", file=mf, field="space.shape")
+            coords_path = confined(root, entry["coords_file"], file=mf, field="space.coords_file")
+            coords = _load_array(coords_path, "space.coords_file", mmap=False)
             if coords.ndim != 2 or coords.shape[1] != 3 or not np.issubdtype(coords.dtype, np.integer):
-                raise DatasetError("must be an integer array of shape (n_units, 3)", file=root / entry["coords_file"], field="coords")
+                raise DatasetError("must be an integer array of shape (n_units, 3)", file=coords_path, field="coords")
             if coords.min(initial=0) < 0 or np.any(coords.max(axis=0, initial=0) >= np.asarray(space.shape)):
-                raise DatasetError(f"voxel indices outside the grid {space.shape}", file=root / entry["coords_file"], field="coords")
+                raise DatasetError(f"voxel indices outside the grid {space.shape}", file=coords_path, field="coords")
             space.coords = coords
         elif kind == "rois":
             names = entry.get("roi_names")
@@ -325,6 +334,9 @@ class Dataset:
         where = (self.path / MANIFEST) if self.path else None
         stim_file = (self.path / STIMULUS) if self.path else "stimulus"
         _validate_stimulus(self.stimulus, stim_file)
+        for kind, recs in (("fmri", self.fmri), ("meg", self.meg)):
+            for pid in recs:
+                check_safe_id(pid, file=where, field=f"participants.{kind}")
         if self.meta.modality not in MODALITIES:
             raise DatasetError(f"unknown modality {self.meta.modality!r}; expected {MODALITIES}", file=where, field="modality")
         if not self.fmri and not self.meg:
@@ -421,7 +433,9 @@ def load_dataset(path: str | os.PathLike, *, check_values: bool = True, mmap: bo
     Raises
     ------
     DatasetError
-        With the offending file and field in the message.
+        With the offending file and field in the message. Participant ids must be safe file
+        names, run and story names must not contain path separators, and every path in the
+        manifest must stay inside the dataset folder.
     """
     root = Path(path)
     mf = root / MANIFEST
@@ -429,9 +443,13 @@ def load_dataset(path: str | os.PathLike, *, check_values: bool = True, mmap: bo
         raise DatasetError("dataset folder not found", file=root)
     if not mf.is_file():
         raise DatasetError("manifest missing (is this a brainviz dataset folder?)", file=mf)
+    if mf.stat().st_size > MAX_MANIFEST_BYTES:
+        raise DatasetError(f"manifest larger than {MAX_MANIFEST_BYTES >> 20} MB", file=mf)
     try:
-        manifest = json.loads(mf.read_text())
-    except json.JSONDecodeError as exc:
+        manifest = json.loads(mf.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"not UTF-8 text ({exc})", file=mf) from None
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise DatasetError(f"not valid JSON ({exc})", file=mf) from None
     if not isinstance(manifest, dict):
         raise DatasetError("must be a JSON object", file=mf)
@@ -443,37 +461,54 @@ def load_dataset(path: str | os.PathLike, *, check_values: bool = True, mmap: bo
             raise DatasetError("required field missing", file=mf, field=key)
     if not isinstance(manifest["simulated"], bool):
         raise DatasetError("must be true or false", file=mf, field="simulated")
+    for f in dataclasses.fields(DatasetMeta):
+        if f.name in manifest and f.name != "simulated" and not isinstance(manifest[f.name], str):
+            raise DatasetError(f"must be a string, got {manifest[f.name]!r}", file=mf, field=f.name)
     meta = DatasetMeta(**{f.name: manifest[f.name] for f in dataclasses.fields(DatasetMeta) if f.name in manifest})
 
-    stim_path = root / manifest.get("stimulus", STIMULUS)
+    stim_path = confined(root, manifest.get("stimulus", STIMULUS), file=mf, field="stimulus")
     stimulus = _read_stimulus(stim_path)
 
     parts = manifest["participants"]
     if not isinstance(parts, dict):
         raise DatasetError("must be an object with 'fmri' and 'meg'", file=mf, field="participants")
+    for kind in ("fmri", "meg"):
+        if parts.get(kind) is not None and not isinstance(parts[kind], dict):
+            raise DatasetError("must be an object {participant id: entry}", file=mf, field=f"participants.{kind}")
     fmri: dict[str, FMRIRecording] = {}
     if parts.get("fmri"):
         if manifest.get("space") is None:
             raise DatasetError("fMRI data needs a space", file=mf, field="space")
         space = Space.from_manifest(manifest["space"], root)
         for pid, entry in parts["fmri"].items():
+            check_safe_id(pid, file=mf, field="participants.fmri")
             fld = f"participants.fmri.{pid}"
             _require(entry, ("file", "tr", "runs"), mf, fld)
-            data = _load_array(root / entry["file"], f"{fld}.file", mmap=mmap)
+            data = _load_array(confined(root, entry["file"], file=mf, field=f"{fld}.file"), f"{fld}.file", mmap=mmap)
             if not isinstance(entry["runs"], list):
                 raise DatasetError("must be a list of {name, n_trs, start}", file=mf, field=f"{fld}.runs")
             runs = []
             for i, r in enumerate(entry["runs"]):
                 _require(r, ("name", "n_trs"), mf, f"{fld}.runs[{i}]")
-                runs.append(Run(str(r["name"]), int(r["n_trs"]), float(r.get("start", 0.0))))
+                runs.append(Run(
+                    check_label(r["name"], file=mf, field=f"{fld}.runs[{i}].name"),
+                    _integer(r["n_trs"], mf, f"{fld}.runs[{i}].n_trs"),
+                    _number(r.get("start", 0.0), mf, f"{fld}.runs[{i}].start"),
+                ))
             fmri[pid] = FMRIRecording(pid, data, _number(entry["tr"], mf, f"{fld}.tr"), runs, space)
     meg: dict[str, MEGRecording] = {}
     for pid, entry in (parts.get("meg") or {}).items():
+        check_safe_id(pid, file=mf, field="participants.meg")
         fld = f"participants.meg.{pid}"
         _require(entry, ("file", "bin_width", "sensors"), mf, fld)
-        data = _load_array(root / entry["file"], f"{fld}.file", mmap=mmap)
-        word_index = np.asarray(entry.get("word_index", np.arange(data.shape[0])), dtype=np.int64)
-        meg[pid] = MEGRecording(pid, data, _number(entry["bin_width"], mf, f"{fld}.bin_width"), list(entry["sensors"]), word_index)
+        data = _load_array(confined(root, entry["file"], file=mf, field=f"{fld}.file"), f"{fld}.file", mmap=mmap)
+        if data.ndim < 1:
+            raise DatasetError(f"must be 3-D (words x sensors x time bins), got shape {data.shape}", file=root / entry["file"], field="shape")
+        if not isinstance(entry["sensors"], list):
+            raise DatasetError("must be a list of sensor names", file=mf, field=f"{fld}.sensors")
+        word_index = _int_array(entry.get("word_index", list(range(data.shape[0]))), mf, f"{fld}.word_index")
+        meg[pid] = MEGRecording(pid, data, _number(entry["bin_width"], mf, f"{fld}.bin_width"),
+                                [str(x) for x in entry["sensors"]], word_index)
     ds = Dataset(meta, stimulus, fmri, meg, path=root)
     ds.validate(check_values=check_values)
     return ds
@@ -493,21 +528,52 @@ def _require(entry: Any, keys: Iterable[str], file: Path, field: str) -> None:
 
 
 def _number(value: Any, file: Path, field: str) -> float:
+    if isinstance(value, bool):
+        raise DatasetError(f"must be a number, got {value!r}", file=file, field=field)
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        out = float(value)
+    except (TypeError, ValueError, OverflowError):
         raise DatasetError(f"must be a number, got {value!r}", file=file, field=field) from None
+    if not np.isfinite(out):
+        raise DatasetError(f"must be a finite number, got {value!r}", file=file, field=field)
+    return out
+
+
+def _integer(value: Any, file: Path, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DatasetError(f"must be an integer, got {value!r}", file=file, field=field)
+    try:
+        out = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise DatasetError(f"must be an integer, got {value!r}", file=file, field=field) from None
+    if not np.isfinite(out) or out != int(out):
+        raise DatasetError(f"must be an integer, got {value!r}", file=file, field=field)
+    return int(out)
+
+
+def _int_array(value: Any, file: Path, field: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(f"must be a list of integers ({exc})", file=file, field=field) from None
+    if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        raise DatasetError("must be a list of integers", file=file, field=field)
+    return arr.astype(np.int64)
 
 
 def _load_array(path: Path, field: str, mmap: bool) -> np.ndarray:
     if not path.is_file():
         raise DatasetError("array file missing", file=path, field=field)
+    _, _, dtype = npy_header(path, field=field)  # sizes checked before anything is allocated
+    if dtype.hasobject or not (np.issubdtype(dtype, np.number) or dtype == bool):
+        raise DatasetError(f"unreadable as numbers: dtype {dtype} (must be a plain numeric array; pickled objects are "
+                           "never loaded)", file=path, field=field)
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:
         # numpy says e.g. "cannot reshape array of size ..." or "Object arrays cannot be loaded"
         raise DatasetError(f"unreadable .npy file (truncated or not a plain numeric array: {exc})", file=path, field=field) from None
-    except (OSError, EOFError) as exc:
+    except NPY_ERRORS as exc:
         raise DatasetError(f"unreadable .npy file ({exc})", file=path, field=field) from None
 
 
@@ -529,9 +595,10 @@ def _validate_stimulus(stim: pd.DataFrame, file: Any) -> None:
         raise DatasetError("no words", file=file, field="word")
     for col in ("onset", "duration"):
         values = pd.to_numeric(stim[col], errors="coerce")
-        if values.isna().any():
-            row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise DatasetError(f"non-numeric or missing value in row {row + 1}", file=file, field=col)
+        bad = values.isna().to_numpy() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DatasetError(f"non-numeric, non-finite or missing value {stim[col].iloc[row]!r} in row {row + 1}", file=file, field=col)
     if (stim["duration"].astype(float) < 0).any():
         raise DatasetError("negative duration", file=file, field="duration")
     for run, group in stim.groupby(stim["run"].astype(str), sort=False):
@@ -543,6 +610,17 @@ def _validate_stimulus(stim: pd.DataFrame, file: Any) -> None:
     if stim["word"].isna().any():
         row = int(np.flatnonzero(stim["word"].isna().to_numpy())[0])
         raise DatasetError(f"empty word in row {row + 1}", file=file, field="word")
+    for col in stim.columns:
+        if not (stim[col].dtype == object or pd.api.types.is_string_dtype(stim[col].dtype)):
+            continue
+        text = stim[col].astype(str)
+        bad = text.str.contains(r"[\t\n\r]", regex=True).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DatasetError(f"tab or line break inside the value in row {row + 1} ({text.iloc[row][:40]!r}...)", file=file, field=str(col))
+    for col, what in (("run", "run name"), ("story", "story name")):
+        for label in dict.fromkeys(stim[col].astype(str)):
+            check_label(label, file=file, field=col, what=what)
 
 
 def _validate_fmri(rec: FMRIRecording, file: Any, manifest: Any, stim_runs: set[str], check_values: bool) -> None:
@@ -558,7 +636,7 @@ def _validate_fmri(rec: FMRIRecording, file: Any, manifest: Any, stim_runs: set[
         raise DatasetError(f"has {rec.data.shape[1]} units but space '{rec.space.kind}' has {expected_units}", file=file, field="shape")
     if not rec.runs:
         raise DatasetError("no runs", file=manifest, field=f"{fld}.runs")
-    names = [r.name for r in rec.runs]
+    names = [check_label(r.name, file=manifest, field=f"{fld}.runs") for r in rec.runs]
     if len(set(names)) != len(names):
         raise DatasetError(f"duplicate run names {names}", file=manifest, field=f"{fld}.runs")
     for r in rec.runs:
@@ -593,17 +671,36 @@ def _validate_meg(rec: MEGRecording, file: Any, manifest: Any, n_words: int, che
 
 
 def _read_stimulus(path: Path) -> pd.DataFrame:
+    """Read ``stimulus.tsv``: tab-separated, quotes are ordinary characters (``"So,`` is a word).
+
+    Fields written by older brainviz versions, which quoted fields holding a ``"``, are unquoted.
+    """
     if not path.is_file():
         raise DatasetError("stimulus table missing", file=path)
     try:
-        stim = pd.read_csv(path, sep="\t", dtype={"word": str, "run": str, "story": str}, keep_default_na=False, na_values={"onset": [""], "duration": [""]})
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"not a readable TSV ({exc})", file=path) from None
+        stim = pd.read_csv(path, sep="\t", dtype={"word": str, "run": str, "story": str}, keep_default_na=False,
+                           na_values={"onset": [""], "duration": [""]}, quoting=csv.QUOTE_NONE, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"empty file: a header ({', '.join(STIMULUS_COLUMNS)}) and one row per word are required", file=path) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DatasetError(f"not a readable UTF-8 TSV ({exc})", file=path) from None
+    for col in stim.columns:
+        if stim[col].dtype == object or pd.api.types.is_string_dtype(stim[col].dtype):
+            stim[col] = stim[col].map(_unquote_legacy)
     _validate_stimulus(stim, path)
     stim["onset"] = stim["onset"].astype(float)
     stim["duration"] = stim["duration"].astype(float)
     return stim
 
 
+def _unquote_legacy(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith('"'):
+        m = _LEGACY_QUOTED.match(value)
+        if m:
+            return m.group(1).replace('""', '"')
+    return value
+
+
 def _write_stimulus(stim: pd.DataFrame, path: Path) -> None:
-    stim.to_csv(path, sep="\t", index=False, float_format="%.10g", lineterminator="\n")
+    # no quoting: a '"' is an ordinary character (validate() refuses tabs and line breaks in values)
+    stim.to_csv(path, sep="\t", index=False, float_format="%.10g", lineterminator="\n", quoting=csv.QUOTE_NONE)

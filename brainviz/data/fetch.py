@@ -29,12 +29,14 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlsplit
 from urllib.request import Request, getproxies, urlopen
 
+from brainviz.errors import BrainvizError
+
 CONNECT_TIMEOUT = 5.0
 CHUNK = 1 << 20
 USER_AGENT = "brainviz-fetch/0.1 (+https://github.com/ brainviz)"
 
 
-class FetchError(RuntimeError):
+class FetchError(BrainvizError, RuntimeError):
     """Download failed (offline, HTTP error, checksum mismatch); message says what to do."""
 
 

@@ -31,13 +31,10 @@ import numpy as np
 
 from brainviz import paths
 from brainviz._io import content_hash
+from brainviz.errors import HeldOutError, InputNotFoundError
 
 SEED_DIR = re.compile(r"^seed-(-?\d+)$")
 TR_INDEX_SUFFIX = "__tr_index"
-
-
-class HeldOutError(ValueError):
-    """Unreadable or inconsistent held-out predictions; the message names the file."""
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
@@ -48,7 +45,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     candidate = paths.models_dir() / str(name_or_path)
     if candidate.is_dir():
         return candidate
-    raise FileNotFoundError(f"{name_or_path}: no such model folder (nor {candidate})")
+    raise InputNotFoundError(f"{name_or_path}: no such model folder (nor {candidate})")
 
 
 def scan_heldout(path: str | os.PathLike) -> dict[str, Any]:
@@ -65,9 +62,18 @@ def scan_heldout(path: str | os.PathLike) -> dict[str, Any]:
     card = None
     if card_path.is_file():
         try:
-            card = json.loads(card_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise HeldOutError(f"{card_path}: not valid JSON ({exc})") from None
+            card = json.loads(card_path.read_bytes().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise HeldOutError(f"{card_path}: not valid UTF-8 JSON ({exc})") from None
+        if not isinstance(card, dict):
+            raise HeldOutError(f"{card_path}: must be a JSON object")
+        for key, types, what in (("dataset", (dict,), "an object"), ("preprocess", (dict,), "an object"),
+                                 ("simulated", (bool,), "true or false")):
+            if card.get(key) is not None and not isinstance(card[key], types):
+                raise HeldOutError(f"{card_path}: field '{key}': must be {what}, got {card[key]!r:.60}")
+        path_entry = (card.get("dataset") or {}).get("path")
+        if path_entry is not None and not isinstance(path_entry, str):
+            raise HeldOutError(f"{card_path}: field 'dataset.path': must be a string, got {path_entry!r:.60}")
     pred_root = root / "predictions" if (root / "predictions").is_dir() else root
     seeds: dict[int, Path] = {}
     for child in sorted(pred_root.iterdir()):
@@ -160,17 +166,16 @@ def select_participants(scan: dict[str, Any], participants: Sequence[str] | None
 
 def read_prediction_file(path: Path) -> dict[str, np.ndarray]:
     """One ``<participant>.npz``: ``predictions`` (n_rows, n_units), ``tr_index``, ``run`` (str)."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError) as exc:
-        raise HeldOutError(f"{path}: unreadable .npz ({exc})") from None
+    arrays = _read_npz(path, "predictions file")
     for key in ("predictions", "tr_index", "run"):
         if key not in arrays:
             raise HeldOutError(f"{path}: array {key!r} missing (need predictions, tr_index, run)")
     pred = arrays["predictions"]
     if pred.ndim != 2:
         raise HeldOutError(f"{path}: 'predictions' must be 2-D (n_rows, n_units), got {pred.shape}")
+    if not (np.issubdtype(pred.dtype, np.floating) or np.issubdtype(pred.dtype, np.integer)):
+        raise HeldOutError(f"{path}: 'predictions' must be numbers, got dtype {pred.dtype}")
+    _check_finite(pred, path, "predictions")
     n = pred.shape[0]
     for key in ("tr_index", "run"):
         if arrays[key].shape != (n,):
@@ -184,6 +189,38 @@ def read_prediction_file(path: Path) -> dict[str, np.ndarray]:
             raise HeldOutError(f"{path}: 'units' must be {pred.shape[1]} integer column indices, got {units.dtype} {units.shape}")
         out["units"] = units.astype(np.int64)
     return out
+
+
+def _read_npz(path: Path, what: str, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` (all, or those of ``keys`` that it holds; no pickles); an
+    unreadable file raises :class:`HeldOutError`. The ``files`` entry lists every array name."""
+    import zipfile
+    import zlib
+
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise HeldOutError(f"{path}: not an .npz archive (a {what} must be written by numpy.savez; "
+                           "text tables such as stimulus.tsv cannot be used here)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = list(npz.files)
+            return {k: npz[k] for k in names if keys is None or k in keys}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise HeldOutError(f"{path}: holds object arrays, which brainviz never unpickles; save plain numeric "
+                               "arrays (and run labels as a str array) with numpy.savez") from None
+        raise HeldOutError(f"{path}: unreadable .npz ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError) as exc:
+        raise HeldOutError(f"{path}: unreadable .npz (truncated? {type(exc).__name__}: {exc})") from None
+
+
+def _check_finite(data: np.ndarray, path: Path, key: str) -> None:
+    if np.issubdtype(data.dtype, np.floating):
+        bad = ~np.isfinite(data)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise HeldOutError(f"{path}: array {key!r}: {int(bad.sum())} non-finite value(s) (NaN or inf), the first at "
+                               f"index {idx}; every value must be finite")
 
 
 def same_units(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -214,18 +251,32 @@ def load_targets_file(path: str | os.PathLike, participants: Sequence[str]) -> d
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: targets file not found")
+        raise InputNotFoundError(f"{path}: targets file not found")
     out = {}
-    with np.load(path, allow_pickle=False) as npz:
-        for pid in participants:
-            if pid not in npz.files:
-                raise HeldOutError(f"{path}: no targets array for participant {pid!r} (arrays: {sorted(npz.files)})")
-            data = npz[pid]
-            if data.ndim != 2:
-                raise HeldOutError(f"{path}: {pid!r} must be 2-D (n_trs, n_units), got {data.shape}")
-            key = pid + TR_INDEX_SUFFIX
-            tr_index = npz[key].astype(np.int64) if key in npz.files else np.arange(data.shape[0], dtype=np.int64)
-            out[pid] = (data, tr_index)
+    import zipfile
+
+    wanted = [p for pid in participants for p in (pid, pid + TR_INDEX_SUFFIX)]
+    arrays = _read_npz(path, "targets file", keys=wanted)
+    for pid in participants:
+        if pid not in arrays:
+            with zipfile.ZipFile(path) as z:
+                names = sorted(n.removesuffix(".npy") for n in z.namelist())
+            raise HeldOutError(f"{path}: no targets array for participant {pid!r} (arrays: {names[:20]})")
+        data = arrays[pid]
+        if data.ndim != 2:
+            raise HeldOutError(f"{path}: {pid!r} must be 2-D (n_trs, n_units), got {data.shape}")
+        if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)):
+            raise HeldOutError(f"{path}: {pid!r} must be numbers, got dtype {data.dtype}")
+        _check_finite(data, path, pid)
+        key = pid + TR_INDEX_SUFFIX
+        if key in arrays:
+            tr_index = arrays[key]
+            if tr_index.shape != (data.shape[0],) or not np.issubdtype(tr_index.dtype, np.integer):
+                raise HeldOutError(f"{path}: {key!r} must be {data.shape[0]} integers, got {tr_index.dtype} {tr_index.shape}")
+            tr_index = tr_index.astype(np.int64)
+        else:
+            tr_index = np.arange(data.shape[0], dtype=np.int64)
+        out[pid] = (data, tr_index)
     return out
 
 
@@ -260,7 +311,7 @@ def dataset_path(scan: dict[str, Any], dataset: str | os.PathLike | None = None)
                     root = Path(base) / root
                     break
     if not (root / "dataset.json").is_file():
-        raise FileNotFoundError(f"{root}: dataset not found (pass --dataset PATH or --targets FILE.npz)")
+        raise InputNotFoundError(f"{root}: dataset not found (pass --dataset PATH or --targets FILE.npz)")
     return root
 
 
@@ -270,8 +321,10 @@ def card_simulated(scan: dict[str, Any]) -> bool:
 
 
 def preprocess_dict(scan: dict[str, Any]) -> dict[str, Any]:
+    """The card's ``preprocess`` config with any command-line overrides
+    (``scan["preprocess_overrides"]``, e.g. ``evaluate --trim-start 0``) applied on top."""
     card = scan.get("card") or {}
-    return dict(card.get("preprocess") or {})
+    return {**dict(card.get("preprocess") or {}), **dict(scan.get("preprocess_overrides") or {})}
 
 
 def load_targets(
@@ -291,11 +344,16 @@ def load_targets(
     from brainviz.data.dataset import load_dataset
     from brainviz.data.preprocess import PreprocessConfig, fmri_examples
 
-    ds = load_dataset(dataset_path(scan, dataset), check_values=False)
-    cfg = PreprocessConfig.from_dict(preprocess_dict(scan))
+    root = dataset_path(scan, dataset)
+    ds = load_dataset(root, check_values=False)
+    try:
+        cfg = PreprocessConfig.from_dict(preprocess_dict(scan))
+    except (TypeError, ValueError) as exc:  # ConfigError (a ValueError) or a value of the wrong type
+        raise HeldOutError(f"{scan['path'] / 'card.json'}: field 'preprocess': {exc}") from None
     out = {}
     for pid in participants:
         ex = fmri_examples(ds, pid, cfg)
+        _check_finite(np.asarray(ex.data), root / "fmri" / f"{pid}.npy", "data")
         out[pid] = (ex.data, np.asarray(ex.tr_index, dtype=np.int64))
     return out
 

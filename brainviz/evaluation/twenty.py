@@ -33,6 +33,11 @@ RNGLike = int | np.random.Generator | np.random.SeedSequence | Sequence[int] | N
 
 #: Upper bound (bytes) on the per-chunk copies made when inputs need a dtype/layout change.
 CHUNK_BYTES = 1 << 26
+#: Most draw cells (``n_samples * k``) one call may draw (two int64 arrays: 800 MB at the cap).
+MAX_DRAW_CELLS = 50_000_000
+#: Most squared differences one call may sum (``n_samples * k * n_units * n_models``); the
+#: paper's setting (1,000 draws x 20 rows x 20,484 vertices x 2 models) needs 8.2e8.
+MAX_WORK = 200_000_000_000
 
 
 def as_generator(rng: RNGLike) -> np.random.Generator:
@@ -67,6 +72,16 @@ def draw_indices(n_rows: int, k: int = 20, n_samples: int = 1000, rng: RNGLike =
         first, then ``distractor_idx``, from the same generator).
     """
     _check_positive(n_rows=n_rows, k=k, n_samples=n_samples)
+    if k > n_rows:
+        from brainviz.errors import ConfigError
+
+        raise ConfigError(f"k = {k} rows per draw exceeds the {n_rows} held-out rows available (per run); "
+                          f"choose k <= {n_rows}", field="k")
+    if n_samples * k > MAX_DRAW_CELLS:
+        from brainviz.errors import ResourceLimitError
+
+        raise ResourceLimitError(f"{n_samples} draws x k = {k} rows = {n_samples * k:,} draw cells exceed the limit of "
+                                 f"{MAX_DRAW_CELLS:,}; lower n_samples or k", field="n_samples")
     gen = as_generator(rng)
     true_idx = gen.integers(0, n_rows, size=(n_samples, k), dtype=np.int64)
     distractor_idx = gen.integers(0, n_rows, size=(n_samples, k), dtype=np.int64)
@@ -126,6 +141,14 @@ def twenty_vs_twenty(
         indices = draw_indices(n_rows, k=k, n_samples=n_samples, rng=rng)
     true_idx, distr_idx = check_indices(indices, n_rows)
     pred3 = pred.reshape((-1, n_rows, n_units))
+    work = true_idx.size * n_units * pred3.shape[0]
+    if work > MAX_WORK:
+        from brainviz.errors import ResourceLimitError
+
+        raise ResourceLimitError(
+            f"{true_idx.shape[0]} draws x k = {true_idx.shape[1]} rows x {n_units} units x {pred3.shape[0]} prediction sets "
+            f"= {work:.2g} squared differences exceed the limit of {MAX_WORK:.2g}; lower n_samples or k, or evaluate "
+            "fewer units (an ROI)", field="n_samples")
     counts_fn = get_counts(backend)
     n_draws = true_idx.shape[0]
     acc = np.empty((pred3.shape[0], n_units), dtype=np.float64)

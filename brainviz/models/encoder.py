@@ -16,12 +16,9 @@ import os
 from pathlib import Path
 
 from brainviz import paths
+from brainviz.errors import ModelNotFoundError
 
 PRETRAINED = "pretrained"
-
-
-class ModelNotFoundError(ValueError):
-    """The model name resolves to nothing usable."""
 
 
 def pretrained_path() -> Path:
@@ -56,12 +53,14 @@ def resolve_model(name: str | os.PathLike) -> str:
     )
 
 
-def load_encoder(name: str | os.PathLike = PRETRAINED, device: str = "cpu"):
+def load_encoder(name: str | os.PathLike = PRETRAINED, device: str = "cpu", _depth: int = 0):
     """Load ``(model, tokenizer)`` with eager attention so attentions can be returned.
 
     A checkpoint folder keeps its encoder in ``encoder/`` (see :mod:`brainviz.models.store`);
     a heads-only checkpoint (no ``encoder/``) loads its card's ``base``; any other folder is
-    read as a Hugging Face model folder.
+    read as a Hugging Face model folder. Only safetensors weights are loaded: a folder whose
+    weights are pickle-based (``pytorch_model.bin``) is refused with a message saying so, and a
+    corrupt or truncated ``model.safetensors`` raises :class:`ModelNotFoundError` naming it.
     """
     from transformers import AutoModel, AutoTokenizer
 
@@ -72,23 +71,68 @@ def load_encoder(name: str | os.PathLike = PRETRAINED, device: str = "cpu"):
             folder = folder / "encoder"
             where = str(folder)
         else:  # heads-only checkpoint (e.g. vanilla): the encoder is the unchanged base
-            import json
+            from brainviz.models.store import check_base, read_card
 
-            base = json.loads((folder / "card.json").read_text()).get("base")
-            if not base or base == name:
-                raise ModelNotFoundError(f"{name}: checkpoint without encoder/ and without a usable 'base' in card.json")
-            return load_encoder(base, device=device)
+            card = read_card(folder)
+            if card.get("format", 1) >= 2 and card.get("encoder") not in (card.get("base"), "base"):
+                # lean checkpoint: the first fit's float16 delta applied to the base model
+                from brainviz.models.store import Checkpoint
+
+                fit = next((f for f in card["fits"] if f.get("encoder") == card["encoder"]), None)
+                model, tokenizer = Checkpoint(folder, card).fit_encoder(fit, device=device)
+                return model, tokenizer
+            base = check_base(card.get("base"), folder / "card.json")
+            if base == name or _depth >= 8:
+                raise ModelNotFoundError("checkpoint without encoder/ and without a usable 'base' (it refers to itself)",
+                                         file=folder / "card.json", field="base")
+            return load_encoder(base, device=device, _depth=_depth + 1)
     offline = not folder.is_dir()
+    if not offline:
+        _check_weights(folder)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
-        model = AutoModel.from_pretrained(where, attn_implementation="eager")
+        model = AutoModel.from_pretrained(where, attn_implementation="eager", use_safetensors=True)
     except OSError as exc:
         if offline:
             raise ModelNotFoundError(
                 f"{name}: could not download from the Hugging Face hub (offline?). "
                 "Download it on a machine with internet and pass the local folder instead."
             ) from exc
-        raise ModelNotFoundError(f"{name}: not a loadable Hugging Face model folder ({exc})") from exc
+        raise ModelNotFoundError(f"not a loadable Hugging Face model folder ({exc})", file=folder) from exc
+    except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+        # malformed config.json / tokenizer files / weights that do not fit the config
+        raise ModelNotFoundError(f"not a loadable Hugging Face model folder ({type(exc).__name__}: {exc})",
+                                 file=folder) from None
+    except Exception as exc:
+        from safetensors import SafetensorError
+
+        if isinstance(exc, SafetensorError):
+            raise ModelNotFoundError(f"corrupt safetensors weights ({exc})", file=folder, field="model.safetensors") from None
+        raise
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
+
+
+def _check_weights(folder: Path) -> None:
+    """A local model folder must hold complete safetensors weights; pickles are never loaded."""
+    from brainviz.errors import CheckpointError
+    from brainviz.models.store import check_safetensors
+
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        pickles = sorted(p.name for pat in PICKLE_WEIGHTS for p in folder.glob(pat))
+        if pickles:
+            raise ModelNotFoundError(
+                f"weights {pickles} are pickle-based; brainviz only loads safetensors (a pickle can run code). "
+                "Convert them once with transformers (model.save_pretrained(folder, safe_serialization=True)) "
+                "in an environment you trust", file=folder, field="weights")
+        raise ModelNotFoundError("no model.safetensors weights in this folder", file=folder, field="weights")
+    for w in weights:
+        try:
+            check_safetensors(w, "weights")
+        except CheckpointError as exc:
+            raise ModelNotFoundError(exc.message, file=exc.file, field=exc.field) from None

@@ -80,6 +80,7 @@ def _format_options(fmt: str, f: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from brainviz.data.importers import ImportConfig, import_dataset
+    from brainviz.errors import UsageError
 
     fmt = args.format
     opts: dict = {}
@@ -100,12 +101,12 @@ def run(args: argparse.Namespace) -> int:
             lengths = {}
             for item in args.run_lengths:
                 if "=" not in item:
-                    raise ValueError(f"--run-lengths: expected RUN=N, got {item!r}")
+                    raise UsageError(f"expected RUN=N, got {item!r}", field="--run-lengths")
                 k, v = item.split("=", 1)
                 try:
                     lengths[k] = int(v)
                 except ValueError:
-                    raise ValueError(f"--run-lengths: {item!r}: N must be an integer") from None
+                    raise UsageError(f"{item!r}: N must be an integer", field="--run-lengths") from None
         opts.update(tr=args.tr, fmri=tuple(args.fmri or ()), space=args.space, template=args.template, mask=args.mask,
                     run_lengths=lengths, modality=args.modality, licence=args.licence, citation=args.citation)
     config = ImportConfig(

@@ -8,6 +8,8 @@ renamed into place only when everything succeeded); the work folder is always re
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import dataclasses
 import io
 import json
@@ -23,7 +25,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from brainviz._io import NPY_ERRORS, npy_header
 from brainviz.data.dataset import Dataset, DatasetError, DatasetMeta
+from brainviz.errors import OutputExistsError
 
 COLLECTION_MANIFEST = "collection.json"
 ROW_CHUNK_BYTES = 64 << 20  # convert at most ~64 MB of source rows at a time
@@ -109,20 +113,40 @@ def select(available: Sequence[str], wanted: Iterable[str] | None, what: str, fi
 
 
 class WorkDir:
-    """Hidden scratch folder beside the output (same file system), removed on exit."""
+    """Hidden scratch folder beside the output (same file system), removed on exit.
+
+    While it exists the import holds a file lock on ``out`` (a second import to the same
+    output fails at once with :class:`~brainviz.errors.BusyError`) and on the work folder itself;
+    work folders left by killed imports (lock free) are removed on entry.
+    """
 
     def __init__(self, out: Path):
         self.out = Path(out)
         self.path: Path | None = None
+        self._locks = contextlib.ExitStack()
 
     def __enter__(self) -> "WorkDir":
+        from brainviz._io import _try_lock, clean_stale_temps, file_lock
+
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".import-work", dir=self.out.parent))
+        self._locks.enter_context(file_lock(self.out, what="importing into this folder"))
+        try:
+            clean_stale_temps(self.out.parent, self.out.name, grace_s=0.0)  # we hold the output's lock
+            self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".import-work", dir=self.out.parent))
+            fd = _try_lock(self.path)
+            if fd is not None:
+                self._locks.callback(os.close, fd)
+        except BaseException:
+            self._locks.close()
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.path is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
+        try:
+            if self.path is not None:
+                shutil.rmtree(self.path, ignore_errors=True)
+        finally:
+            self._locks.close()
 
     def array(self, name: str, shape: tuple[int, ...]) -> np.memmap:
         """A new float32 ``.npy`` memory map in the work folder."""
@@ -141,6 +165,20 @@ def check_finite(block: np.ndarray, file: Any, field: str, row_offset: int = 0) 
         idx = np.argwhere(bad)[0]
         idx[0] += row_offset
         raise DatasetError(f"non-finite value (NaN or inf) at index {tuple(int(i) for i in idx)}", file=file, field=field)
+
+
+def as_float32(block: np.ndarray, file: Any, field: str, row_offset: int = 0) -> np.ndarray:
+    """``block`` (finite) as float32; values beyond the float32 range raise :class:`DatasetError`."""
+    check_finite(block, file, field, row_offset)
+    with np.errstate(over="ignore"):
+        out = np.asarray(block, dtype=np.float32)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        local = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = (local[0] + row_offset,) + local[1:]
+        raise DatasetError(f"value {float(block[local]):g} at index {where} is beyond the float32 range (|x| > 3.4e38)",
+                           file=file, field=field)
+    return out
 
 
 def as_float32_rows(
@@ -178,8 +216,7 @@ def as_float32_rows(
         block = np.asarray(block)
         if cols is not None:
             block = block[:, cols]
-        check_finite(block, file, field, start)
-        out[sel] = block
+        out[sel] = as_float32(block, file, field, start)
     out.flush()
     return out
 
@@ -191,7 +228,10 @@ def copy_rows_into(dst: np.ndarray, row0: int, src: Any, *, file: Any = None, fi
     step = rows_per_chunk(n_cols, np.dtype(src.dtype).itemsize)
     for start in range(0, n_rows, step):
         block = np.asarray(src[start:min(n_rows, start + step)])
-        check_finite(block, file, field, start)
+        if dst.dtype == np.float32:
+            block = as_float32(block, file, field, start)
+        else:
+            check_finite(block, file, field, start)
         dst[row0 + start: row0 + start + block.shape[0]] = block
 
 
@@ -240,17 +280,18 @@ def load_npy(path: Path, field: str, *, strings: bool = False, mmap: bool = True
                 return _as_str_array(np.asarray(arr, dtype=object).reshape(-1), path, field)
     except DatasetError:
         raise
-    except (ValueError, OSError, EOFError) as exc:
-        raise DatasetError(f"not a readable .npy file ({exc})", file=path, field=field) from None
+    except NPY_ERRORS as exc:
+        raise DatasetError(f"not a readable .npy file ({type(exc).__name__}: {exc})", file=path, field=field) from None
+    npy_header(path, field=field)  # sizes from the header checked against the file before allocating
     if strings:
         try:
             arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
+        except NPY_ERRORS as exc:
             raise DatasetError(f"not a readable .npy file ({exc})", file=path, field=field) from None
         return _as_str_array(arr.reshape(-1), path, field)
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except NPY_ERRORS as exc:
         raise DatasetError(f"not a readable .npy file (truncated? {exc})", file=path, field=field) from None
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise DatasetError(f"expected numbers, got dtype {arr.dtype}", file=path, field=field)
@@ -366,12 +407,17 @@ def npz_strings(path: Path, key: str) -> np.ndarray:
 
 
 def read_table(path: Path, required: Sequence[str], *, sep: str = "\t", what: str = "table") -> pd.DataFrame:
+    """Read a table of strings. Tab-separated tables (BIDS style) have no quoting: a ``"`` is an
+    ordinary character, so a word like ``"So,`` stays one word."""
     if not Path(path).is_file():
         raise DatasetError(f"{what} not found", file=path)
+    quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
     try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DatasetError(f"not a readable {what} ({exc})", file=path) from None
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=quoting, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"empty file: the {what} needs a header row", file=path) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DatasetError(f"not a readable UTF-8 {what} ({exc})", file=path) from None
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -381,10 +427,12 @@ def read_table(path: Path, required: Sequence[str], *, sep: str = "\t", what: st
 
 def numeric_column(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
     vals = pd.to_numeric(df[col].replace({"n/a": None, "": None}), errors="coerce")
-    if vals.isna().any():
-        row = int(np.flatnonzero(vals.isna().to_numpy())[0])
-        raise DatasetError(f"non-numeric or missing value in row {row + 1} ({df[col].iloc[row]!r})", file=path, field=col)
-    return vals.to_numpy(dtype=float)
+    out = vals.to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DatasetError(f"non-numeric, non-finite or missing value in row {row + 1} ({df[col].iloc[row]!r})", file=path, field=col)
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -414,7 +462,7 @@ def save_dataset(ds: Dataset, out: Path, overwrite: bool, notes: Sequence[str] =
     """Write one dataset folder atomically."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists (choose another --out or pass --overwrite)")
+        raise OutputExistsError("already exists (choose another --out or pass --overwrite)", file=out)
     ds.save(out, overwrite=overwrite)
     return ImportResult(out, "dataset", {ds.name: out}, list(notes))
 
@@ -430,7 +478,7 @@ def save_collection(
 
     out = Path(out)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists (choose another --out or pass --overwrite)")
+        raise OutputExistsError("already exists (choose another --out or pass --overwrite)", file=out)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         first_copy: dict[int, Path] = {}
         for key, ds in datasets.items():
@@ -470,5 +518,14 @@ def load_collection(path: str | os.PathLike) -> dict[str, Path]:
     mf = path / COLLECTION_MANIFEST
     if not mf.is_file():
         raise DatasetError("not an import collection (collection.json missing)", file=mf)
-    obj = json.loads(mf.read_text())
-    return {k: path / v for k, v in obj.get("datasets", {}).items()}
+    from brainviz._io import check_safe_id, confined
+
+    try:
+        obj = json.loads(mf.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise DatasetError(f"not valid UTF-8 JSON ({exc})", file=mf) from None
+    datasets = obj.get("datasets", {}) if isinstance(obj, dict) else None
+    if not isinstance(datasets, dict):
+        raise DatasetError("must be an object {dataset key: folder}", file=mf, field="datasets")
+    return {check_safe_id(k, file=mf, field="datasets", what="dataset key"): confined(path, v, file=mf, field=f"datasets.{k}")
+            for k, v in datasets.items()}

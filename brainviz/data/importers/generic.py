@@ -39,7 +39,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from brainviz._io import check_label
 from brainviz.data.dataset import N_VERTICES_FSAVERAGE5, Dataset, DatasetError, FMRIRecording, Run, Space
+from brainviz.errors import OutputExistsError
 from brainviz.data.importers._common import (
     ImportResult,
     WorkDir,
@@ -95,6 +97,9 @@ def read_words(path: Path, default_story: str) -> pd.DataFrame:
     if (run == "").any():
         raise DatasetError(f"empty run in row {int(np.flatnonzero(run == '')[0]) + 2}", file=path, field="run")
     story = df["story"].astype(str) if "story" in df.columns else pd.Series([default_story] * len(df))
+    for col, values, what in (("run", run, "run name"), ("story", story, "story name")):
+        for label in dict.fromkeys(values):
+            check_label(label, file=path, field=col, what=what)
     out = pd.DataFrame({"onset": onset, "duration": dur, "word": words, "run": run, "story": story})
     extra = [c for c in df.columns if c not in ("onset", "duration", "word", "run", "story")]
     for c in extra:
@@ -165,8 +170,12 @@ def import_generic(
         raise DatasetError(f"unknown template {template!r}; expected MNI or native", field="template")
     if tr is None:
         raise DatasetError("the TR (seconds) is required (--tr)", field="tr")
-    if not float(tr) > 0:
-        raise DatasetError(f"TR must be > 0 s, got {tr}", field="tr")
+    try:
+        tr_ok = float(tr) > 0 and np.isfinite(float(tr))
+    except (TypeError, ValueError):
+        tr_ok = False
+    if not tr_ok:
+        raise DatasetError(f"TR must be a finite number of seconds > 0, got {tr!r}", field="tr")
     tr = float(tr)
     if src.is_dir():
         words_file = next((src / n for n in WORDS_NAMES if (src / n).is_file()), None)
@@ -216,7 +225,7 @@ def import_generic(
             raise DatasetError(f"unreadable mask ({exc})", file=mp) from None
 
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists (choose another --out or pass --overwrite)")
+        raise OutputExistsError("already exists (choose another --out or pass --overwrite)", file=out)
     with WorkDir(out) as work:
         plans = {pid: _plan_participant(pid, by_run, stim_runs, runs_spec) for pid, by_run in files.items()}
         kinds = {k for plan in plans.values() for _, k, _ in plan["parts"]}

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from brainviz.data.dataset import Dataset, DatasetError, FMRIRecording, MEGRecording, Run, Space
+from brainviz.errors import OutputExistsError
 from brainviz.data.importers._common import (
     ImportResult,
     NpzMember,
@@ -387,7 +388,7 @@ def import_harry_potter_mat(
                     aliases=lambda w: [f"subject_{w}", f"subject_{w.removeprefix('subject')}"])
     files = [f for f, k in zip(files, keys) if k in chosen]
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists (choose another --out or pass --overwrite)")
+        raise OutputExistsError("already exists (choose another --out or pass --overwrite)", file=out)
     base = name or "harry-potter"
     subjects = []
     for f in files:
@@ -502,7 +503,7 @@ def import_harry_potter_npy(
     n_full = times.size
     n_trim = n_full - len(segs) * sum(edge_trs)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists (choose another --out or pass --overwrite)")
+        raise OutputExistsError("already exists (choose another --out or pass --overwrite)", file=out)
     description = (
         "Harry Potter chapter 9 read word by word (RSVP 0.5 s/word) during fMRI (Wehbe et al. 2014), preprocessed "
         "npy layout. Units are voxels without coordinates in the source (rois space of anonymous voxels)."
@@ -690,7 +691,7 @@ def import_harry_potter_meg(
     if not bin_width > 0:
         raise DatasetError(f"bin width must be > 0 s, got {bin_width}", field="bin_width")
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists (choose another --out or pass --overwrite)")
+        raise OutputExistsError("already exists (choose another --out or pass --overwrite)", file=out)
     with WorkDir(out) as work:
         stim, recs = _read_meg(src, work, participants, bin_width, progress, word_duration)
         meta = meta_for(

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from brainviz.data.dataset import Dataset, DatasetError, FMRIRecording, Run, Space
+from brainviz.errors import OutputExistsError
 from brainviz.data.importers._common import (
     ImportResult,
     WorkDir,
@@ -168,7 +169,7 @@ def import_lebel(
         if not isinstance(respdict, dict):
             raise DatasetError("must map story -> number of TRs", file=rd_path)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists (choose another --out or pass --overwrite)")
+        raise OutputExistsError("already exists (choose another --out or pass --overwrite)", file=out)
     words_cache: dict[str, pd.DataFrame] = {}
     notes: list[str] = []
     with WorkDir(out) as work:

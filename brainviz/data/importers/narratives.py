@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from brainviz.data.dataset import N_VERTICES_FSAVERAGE5, Dataset, DatasetError, FMRIRecording, Run, Space
+from brainviz.errors import OutputExistsError
 from brainviz.data.importers._common import (
     ImportResult,
     WorkDir,
@@ -435,7 +436,7 @@ def import_narratives(
     stimulus = pd.concat(stim_parts, ignore_index=True)[["onset", "duration", "word", "run", "story", "aligned"]]
 
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists (choose another --out or pass --overwrite)")
+        raise OutputExistsError("already exists (choose another --out or pass --overwrite)", file=out)
     with WorkDir(out) as work:
         fmri = {}
         for pid, items in plan.items():
