@@ -36,13 +36,14 @@ bn_method = c[2].selectbox("Brain networks", bn_opts, key="cpl_bn",
                            help="ICA (fast) or the VS-DBN of the paper (quick preset)")
 with st.expander("Coupling settings"):
     c = st.columns(4)
-    state.widget_value("cpl_nbn", 32, qp="nbn")
+    state.widget_value("cpl_nbn", 32, qp="nbn", min_value=2, max_value=256)
     n_networks = c[0].number_input("BNs", 2, 256, key="cpl_nbn")
-    state.widget_value("cpl_perm", 500, qp="perm")
-    permutations = c[1].number_input("Permutations", 0, 20000, step=100, key="cpl_perm")
-    state.widget_value("cpl_alpha", 0.05, qp="calpha")
+    state.widget_value("cpl_perm", 5000, qp="perm", min_value=0, max_value=20000)
+    permutations = c[1].number_input("Permutations", 0, 20000, step=100, key="cpl_perm",
+                                     help="Circular shifts: with at least T − 1 every lag is used once (exact, p ≥ 1/T).")
+    state.widget_value("cpl_alpha", 0.05, qp="calpha", min_value=0.001, max_value=0.5)
     alpha = c[2].number_input("FDR level", 0.001, 0.5, key="cpl_alpha")
-    state.widget_value("cpl_rthr", 0.25, qp="rthr")
+    state.widget_value("cpl_rthr", 0.25, qp="rthr", min_value=0.0, max_value=1.0)
     r_thr = c[3].number_input("weak-coupling r", 0.0, 1.0, key="cpl_rthr")
 
 from brainviz.coupling import CouplingConfig, run_coupling  # noqa: E402
@@ -72,15 +73,27 @@ pairs = result.pairs()
 m = st.columns(4)
 m[0].metric("ANs", result.n_ans)
 m[1].metric("BNs", result.n_bns)
-m[2].metric("significant ANs", int(pairs["significant"].sum()))
+m[2].metric(f"significant ANs (q ≤ {alpha:g}, Eq. 1 test)", int(pairs["significant"].sum()))
 m[3].metric("mean best r", f"{pairs['r'].mean():.3f}")
+tests = result.test_names()
+reach = result.reachability()
+if not pairs["significant"].any():
+    why = reach["an_best_bn"]["message"] or (
+        f"{result.n_ans} ANs tested over {result.n_trs} TRs; smallest p {pairs['p'].min():.3g}, smallest q "
+        f"{pairs['q'].min():.3g}.")
+    st.info(f"No AN passes q ≤ {alpha:g} ({tests['an_best_bn']}). {why} The **Cross-story** tab tests one "
+            "pair per BN, selected on another story.")
+if summ.get("modality") == "reading" and sim:
+    st.caption("Note: the simulated networks to couple with are planted in the listening experiment only.")
 
-tabs = state.lazy_tabs(["Top pairs", "Per layer", "BN map", "AN vs BN", "POS & text"], key="cpl_tab", qp="tab")
+tabs = state.lazy_tabs(["Top pairs", "Per layer", "BN map", "AN vs BN", "POS & text", "Cross-story"], key="cpl_tab",
+                       qp="tab")
 with tabs[0]:
     if state.tab_open(tabs[0]):
-        state.widget_value("cpl_top", 50, qp="top")
+        state.widget_value("cpl_top", 50, qp="top", min_value=5, max_value=2000)
         top = st.number_input("Rows", 5, 2000, step=5, key="cpl_top")
         shown = pairs.sort_values("r", ascending=False).head(int(top))
+        st.caption(f"p, q: {tests['an_best_bn']}.")
         st.dataframe(shown[["name", "layer", "head", "dim", "bn", "r", "p", "q", "significant"] +
                            (["tag"] if "tag" in shown else [])], hide_index=True, width="stretch", height=420)
         st.download_button("All pairs (CSV)", export.table_csv(pairs, sim), export.filename(f"anbn_{story}", "csv", sim),
@@ -113,6 +126,9 @@ with tabs[2]:
                                                 colorbar_title="weight", simulated=sim), key="cpl_map")
         else:
             st.info(f"BN maps have {vec.size} units (not fsaverage5).")
+        st.caption(f"This table's p, q: {tests['bn_best_an']} (a different test from Top pairs, whose p is "
+                   "an AN's best BN over all BNs)." + (f" {reach['bn_best_an']['message']}"
+                                                        if reach['bn_best_an']['message'] else ""))
         st.dataframe(result.bn_pairs().query("bn == @bn"), hide_index=True, width="stretch")
 
 with tabs[3]:
@@ -139,4 +155,33 @@ with tabs[4]:
                                            segment=tok["segment"].to_numpy(), simulated=sim))
             with st.expander("Top query–key pairs"):
                 st.dataframe(th["pairs"], hide_index=True, width="stretch")
+
+with tabs[5]:
+    if state.tab_open(tabs[5]):
+        others = [x for x in stories if x != story]
+        if not others:
+            st.info("Cross-story pairing needs a second story in this dataset.")
+        else:
+            sel = st.multiselect("Select pairs on", others, default=others[:1], key="cpl_sel")
+            st.caption(f"For each BN, its best AN (largest |r|, negative couplings included) is picked on the "
+                       f"selected stories and only that pair is tested on **{story}**: one test per BN, circular-shift "
+                       "null, BH over BNs; 95 % intervals from the null spread.")
+            ckey = (key, tuple(sel))
+            if sel and st.button("Run cross-story pairing", key="cpl_cross_run"):
+                from brainviz.coupling import cross_story_coupling
+
+                with st.status("Cross-story pairing…") as status:
+                    df_cross = cross_story_coupling(ctx["dataset_path"], sel, story, options[model], config)
+                    st.session_state["coupling_cross"] = {"key": ckey, "table": df_cross}
+                    status.update(label="done", state="complete")
+            cres = st.session_state.get("coupling_cross")
+            if cres and cres["key"] == ckey:
+                dfc = cres["table"]
+                msg = dfc.attrs.get("reachability", {}).get("message")
+                st.metric(f"BNs with a replicated coupling (q ≤ {alpha:g})", int(dfc["significant"].sum()))
+                if msg:
+                    st.info(msg)
+                st.dataframe(dfc.drop(columns=["test"]), hide_index=True, width="stretch")
+                st.download_button("Cross-story pairs (CSV)", export.table_csv(dfc, sim),
+                                   export.filename(f"anbn_cross_{story}", "csv", sim), "text/csv", key="cpl_dl_cross")
 state.remember("cpl_hemi", "cpl_view", "cpl_thr")

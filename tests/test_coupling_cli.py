@@ -124,3 +124,32 @@ def test_words_without_timings_fail_before_training(tiny_model):
     ds.stimulus.loc[5, "onset"] = np.nan
     with pytest.raises(CouplingError, match="without timings"):
         run_coupling(ds, "listening_1", str(tiny_model), CONFIG, cache=False)
+
+
+def test_cross_story_pairing_cli_and_test_names(tiny_dataset, tiny_model, tmp_path, capsys):
+    """Selection on one story, test on the other: one test per BN, named, with reachability."""
+    from brainviz.cli import main
+    from brainviz.coupling import cross_story_coupling
+
+    out = tmp_path / "x" / "pairs.csv"
+    rc = main(["couple", "--dataset", str(tiny_dataset), "--story", "listening_2", "--select-story", "listening_1",
+               "--model", str(tiny_model), "--bn", "ica", "--n-networks", "3", "--permutations", "100", "--quiet",
+               "--out", str(out)])
+    assert rc == 0
+    cross = pd.read_csv(tmp_path / "x" / "pairs.cross.csv")
+    assert len(cross) == 3 and (cross["select"] == "listening_1").all() and (cross["test_on"] == "listening_2").all()
+    assert {"r_select", "r_test", "ci_low", "ci_high", "p", "q", "significant", "test"} <= set(cross.columns)
+    assert (cross["ci_low"] <= cross["r_test"]).all() and (cross["r_test"] <= cross["ci_high"]).all()
+    assert cross["test"].str.startswith("cross-story").all()
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["cross_story"]["reachability"]["min_achievable_p"] > 0
+    # every reported p names its test; tables of Eq. 1 and Eq. 2 name different tests
+    pairs = pd.read_csv(out)
+    assert pairs["test"].str.startswith("Eq. 1").all()
+    summary = json.loads((tmp_path / "x" / "pairs.summary.json").read_text())
+    assert summary["tests"]["bn_best_an"].startswith("Eq. 2")
+    assert set(summary["reachability"]) == {"an_best_bn", "bn_best_an"}
+    # 64 ANs with about 100 TRs: a single AN cannot pass BH, and the summary says so
+    assert summary["reachability"]["an_best_bn"]["message"]
+    with pytest.raises(CouplingError, match="overlap"):
+        cross_story_coupling(tiny_dataset, "listening_1", ["listening_1"], str(tiny_model), CONFIG, cache=False)

@@ -43,19 +43,56 @@ def test_circular_null_equals_explicit_loop():
     rng = np.random.default_rng(3)
     t = 60
     a, b = rng.standard_normal((t, 20)), rng.standard_normal((t, 4))
-    st = couple(a, b, n_permutations=300, null="circular", seed=5)
-    draws = np.random.default_rng(5).integers(1, t, size=300)
     r = pearson_matrix(a, b)
     best = r.max(1)
+    # fewer draws than lags: random lags, weighted
+    st = couple(a, b, n_permutations=40, null="circular", seed=5)
+    draws = np.random.default_rng(5).integers(1, t, size=40)
     exceed = sum((pearson_matrix(a, np.roll(b, d, axis=0)).max(1) >= best - 1e-6).astype(int) for d in draws)
-    np.testing.assert_allclose(st.an_p, (1 + exceed) / 301)
+    np.testing.assert_allclose(st.an_p, (1 + exceed) / 41)
+    # at least T - 1 permutations: every lag once, exact p = (1 + #exceeding lags) / T
+    st = couple(a, b, n_permutations=300, null="circular", seed=5)
+    exceed = sum((pearson_matrix(a, np.roll(b, d, axis=0)).max(1) >= best - 1e-6).astype(int) for d in range(1, t))
+    np.testing.assert_allclose(st.an_p, (1 + exceed) / t)
+    assert st.n_permutations == t - 1
+
+
+def test_reachability_says_when_fdr_cannot_be_reached():
+    from brainviz.coupling.couple import reachability
+
+    r = reachability(2304, 300, 5000, 0.05)
+    assert r["min_achievable_p"] == pytest.approx(1 / 300)
+    assert r["min_discoveries_needed"] == int(np.ceil(2304 / 300 / 0.05))
+    assert "at least" in r["message"]
+    ok = reachability(32, 300, 5000, 0.05)
+    assert ok["min_discoveries_needed"] == 3
+    assert reachability(4, 300, 5000, 0.05)["message"] is None
+
+
+def test_cross_story_pairs_find_planted_and_not_null():
+    from brainviz.coupling.couple import cross_story_pairs
+
+    rng = np.random.default_rng(11)
+    t1, t2, n_ans, k = 200, 220, 300, 6
+    stories = []
+    for t in (t1, t2):
+        bns = _circular_noise(rng, t, k)
+        ans = _circular_noise(rng, t, n_ans)
+        ans[:, 17] = -bns[:, 2] + 0.5 * ans[:, 17] / ans[:, 17].std() * bns[:, 2].std()  # negative coupling
+        stories.append((ans, bns))
+    cs = cross_story_pairs(stories[0][0], stories[0][1], stories[1][0], stories[1][1])
+    assert cs.an[2] == 17 and cs.r_select[2] < -0.5 and cs.r_test[2] < -0.5
+    assert cs.q[2] <= 0.05 and cs.ci_high[2] < 0
+    assert cs.n_permutations == t2 - 1
+    others = np.delete(cs.q, 2)
+    assert (others <= 0.05).sum() <= 1  # selected on story 1, nothing to replicate on story 2
 
 
 def test_planted_coupling_is_found_and_significant():
     rng = np.random.default_rng(4)
-    t = 200
+    t = 400  # exact circular null: p >= 1/T, so BH over 10 ANs can reach q = 10/400
     bns = _circular_noise(rng, t, 5)
-    ans = _circular_noise(rng, t, 50)
+    ans = _circular_noise(rng, t, 10)
     ans[:, 7] = bns[:, 3] + 0.3 * ans[:, 7] / ans[:, 7].std() * bns[:, 3].std()
     st = couple(ans, bns, n_permutations=1000, seed=0)
     assert st.an_best_bn[7] == 3 and st.an_r[7] > 0.9 and st.an_q[7] < 0.05

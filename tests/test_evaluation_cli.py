@@ -100,15 +100,27 @@ def test_compare_cli_with_dataset_targets(setup, capsys):
     assert main(args) == 0
     df = pd.read_csv(out)
     # model A's card says simulated: the export carries the label in the table and the summary
-    assert list(df.columns) == ["participant", "unit", "acc_a", "acc_b", "diff", "t", "p", "q", "significant", "simulated"]
-    assert df["simulated"].all()
-    assert len(df) == len(PIDS) * N_UNITS
-    assert (df[df.unit < N_SIGNAL]["diff"] > 0.2).all()
+    assert list(df.columns) == ["unit", "unit_index", "acc_a", "acc_b", "diff", "se", "effect", "t", "p", "q",
+                                "significant", "n_participants", "test", "level", "simulated"]
+    assert df["simulated"].all() and (df.level == "group").all() and (df.test == "group:ttest").all()
+    assert len(df) == N_UNITS  # group level: one row per unit, named by ROI
+    assert df.unit.tolist() == [f"roi{i}" for i in range(N_UNITS)]
+    assert (df[df.unit_index < N_SIGNAL]["diff"] > 0.2).all()
     summary = json.loads((out.parent / "cmp.summary.json").read_text())
-    assert summary["kind"] == "compare" and summary["fdr"] == "bh" and summary["test"] == "ttest_rel"
+    assert summary["kind"] == "compare" and summary["fdr"] == "bh" and summary["test"] == "group:ttest"
+    assert summary["level"] == "group" and summary["sample_sizes"]["n_participants"] == 2
+    assert summary["sample_sizes"]["n_seeds"] == {"sub-01": [2, 2], "sub-02": [2, 2]}
     assert summary["simulated"] is True
     assert summary["meta"]["models"] == {"a": "tuned", "b": "plain-preds"}
-    assert summary["counts"]["total"]["n_a_better"] >= 4
+    assert summary["meta"]["tr"] == TR
+    # two participants: a t-test has 1 degree of freedom, so little passes; the summary says why if nothing does
+    assert summary["counts"]["group"]["n_tested"] == N_UNITS
+    # participant level keeps a participant column
+    out_p = setup["tmp"] / "out" / "cmp_part.csv"
+    assert main(args[:4] + [str(out_p)] + args[5:] + ["--level", "participant", "--test", "runs-ttest"]) == 0
+    dfp = pd.read_csv(out_p)
+    assert list(dfp.columns)[:3] == ["participant", "unit", "unit_index"] and len(dfp) == len(PIDS) * N_UNITS
+    assert (dfp.test == "runs-ttest").all()
     assert summary["meta"]["from_cache"] is False
     printed = capsys.readouterr().out
     assert "sub-01" in printed and "wrote" in printed
@@ -128,14 +140,18 @@ def test_evaluate_cli_with_targets_file(setup):
                str(setup["tmp"] / "targets-subset.npz"), "--out", str(out)])
     assert rc == 0
     df = pd.read_csv(out, sep="\t")
-    assert list(df.columns) == ["participant", "unit", "metric", "score", "t", "p", "q", "significant"]
+    # a targets file has no TR: blocks assume 2 s and the summary says so
+    assert list(df.columns) == ["unit", "metric", "score", "se", "effect", "t", "p", "q", "significant",
+                                "n_participants", "test", "level"]
     assert (df.metric == "pearson").all()
     assert df.significant.sum() <= 2  # model without signal
+    s_file = json.loads((setup["tmp"] / "eval.summary.json").read_text())
+    assert s_file["meta"]["tr_assumed"] is True
     rc = main(["evaluate", "--model", str(setup["ckpt"]), "--out", str(setup["tmp"] / "eval20.csv"), "--n-samples", "60",
                "--alpha", "0.05"])
     assert rc == 0
     df20 = pd.read_csv(setup["tmp"] / "eval20.csv")
-    assert (df20[df20.unit < N_SIGNAL].score > 0.8).all()
+    assert (df20[df20.unit_index < N_SIGNAL].score > 0.8).all()
     s = json.loads((setup["tmp"] / "eval20.summary.json").read_text())
     assert s["metric"] == "twenty-vs-twenty" and s["chance"] == 0.5
     # full-recording targets give a result too (rows picked by tr_index)
@@ -166,12 +182,24 @@ def test_roi_predictions_use_matching_target_columns(setup):
     card = json.loads((setup["ckpt"] / "card.json").read_text())
     (roi / "card.json").write_text(json.dumps({**card, "seeds": [0]}))
     out = setup["tmp"] / "roi.csv"
-    assert main(["evaluate", "--model", str(roi), "--metric", "pearson", "--out", str(out)]) == 0
+    assert main(["evaluate", "--model", str(roi), "--metric", "pearson", "--level", "participant", "--out", str(out)]) == 0
     df = pd.read_csv(out)
     assert len(df) == len(PIDS) * len(units)
+    assert df.unit.tolist()[:4] == [f"roi{u}" for u in units]  # ROI names of the predicted columns
     np.testing.assert_allclose(df.score, 1.0, atol=1e-5)  # perfect predictions of the right columns
     bad = roi / "predictions" / "seed-0" / "sub-01.npz"
     with np.load(bad) as z:
         arrays = dict(z)
     np.savez(bad, **{**arrays, "units": np.array([1, 3], dtype=np.int64)})
     assert main(["evaluate", "--model", str(roi), "--out", str(out)]) == 2
+
+
+def test_preprocessing_flags_reach_the_targets(setup, capsys):
+    """evaluate/compare expose the PreprocessConfig options; they override the card's values."""
+    base = ["evaluate", "--model", str(setup["ckpt"]), "--metric", "pearson", "--level", "participant"]
+    # the card's own trims: same result as without the flags
+    assert main(base + ["--trim-start", "2", "--trim-end", "2", "--out", str(setup["tmp"] / "same.csv")]) == 0
+    # more trimmed TRs than the model predicted: the targets lack rows, a clear error (exit 2)
+    assert main(base + ["--trim-start", "6", "--out", str(setup["tmp"] / "more.csv")]) == 2
+    assert "preprocessing differs" in capsys.readouterr().err
+    assert not (setup["tmp"] / "more.csv").exists()

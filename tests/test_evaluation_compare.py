@@ -39,29 +39,59 @@ def _data(seed=0, n_seeds=2, participants=("sub-01", "sub-02")):
 
 
 def test_planted_units_detected_and_tidy_outputs(tmp_path):
-    preds_a, preds_b, targets, runs = _data()
-    cfg = CompareConfig(n_samples=100)  # alpha 0.01
+    preds_a, preds_b, targets, runs = _data(participants=("sub-01", "sub-02", "sub-03", "sub-04"))
+    cfg = CompareConfig(n_samples=100, alpha=0.01)
     res = compare_predictions(preds_a, preds_b, targets, runs, cfg, cache=Cache(tmp_path))
+    assert res.level == "group"  # default with >= 2 participants
     df = res.to_frame()
-    assert list(df.columns) == ["participant", "unit", "acc_a", "acc_b", "diff", "t", "p", "q", "significant"]
-    assert len(df) == 2 * N_UNITS
-    for pid in ("sub-01", "sub-02"):
-        sub = df[df.participant == pid]
-        assert sub.significant[sub.unit < N_SIGNAL].mean() > 0.9
-        planted = sub[sub.unit < N_SIGNAL]
-        assert (planted["diff"][planted.significant] > 0).all()
-        assert sub.significant[sub.unit >= N_SIGNAL].sum() <= 3  # BH: about alpha * n_discoveries false ones
+    assert list(df.columns)[:5] == ["unit", "acc_a", "acc_b", "diff", "se"]
+    assert {"effect", "t", "p", "q", "significant", "n_participants", "test", "level"} <= set(df.columns)
+    assert len(df) == N_UNITS and (df.test == "group:ttest").all()
+    assert df.significant[df.unit < N_SIGNAL].mean() > 0.9
+    assert (df["diff"][df.significant] > 0).all()
+    assert df.significant[df.unit >= N_SIGNAL].sum() <= 3
+    for pid in res.participants:
         assert res.acc_a[pid].shape == (2, 4, N_UNITS)  # seeds x runs x units
-        assert res.tests[pid].n_samples == 8
+        assert res.tests[pid].test == "block-sign-flip[pearson]"  # participant level, reported too
+        assert res.blocks[pid].shape[1] == N_UNITS and res.blocks[pid].shape[0] >= 4
+    assert res.group.n_samples == 4  # participants, never seeds
     s = res.summary()
     json.dumps(s)  # JSON-able
-    assert s["test"] == "ttest_rel" and s["fdr"] == "bh" and s["alpha"] == 0.01
-    assert s["counts"]["total"]["n_a_better"] >= 55
+    assert s["test"] == "group:ttest" and s["level"] == "group" and s["fdr"] == "bh" and s["alpha"] == 0.01
+    assert s["sample_sizes"]["n_participants"] == 4 and s["sample_sizes"]["n_seeds"]["sub-01"] == [2, 2]
+    assert s["counts"]["group"]["n_a_better"] >= 27
+    assert s["explanation"] is None
     assert s["runs"]["sub-01"] == ["run-1", "run-2", "run-3", "run-4"]
-    assert set(s["fig2"]["participants"]) == {"sub-01", "sub-02"}
     curve = s["fig2"]["average"]["mean_diff"]
     assert curve[0] > 0.2  # the best units are A's planted ones
     assert s["fig2"]["average"]["n_units"][-1] == N_UNITS
+    # participant level: one row per participant and unit, block sign-flips
+    part = compare_predictions(preds_a, preds_b, targets, runs, cfg.replace(level="participant"), cache=False)
+    pdf = part.to_frame()
+    assert list(pdf.columns)[:2] == ["participant", "unit"] and len(pdf) == 4 * N_UNITS
+    sub = pdf[pdf.participant == "sub-01"]
+    assert sub.significant[sub.unit < N_SIGNAL].mean() > 0.8
+    assert sub.significant[sub.unit >= N_SIGNAL].sum() <= 3
+
+
+def test_group_level_needs_two_participants_and_auto_falls_back():
+    preds_a, preds_b, targets, runs = _data(participants=("sub-01",))
+    res = compare_predictions(preds_a, preds_b, targets, runs, CompareConfig(n_samples=40), cache=False)
+    assert res.level == "participant" and res.group is None
+    with pytest.raises(ConfigError, match="at least 2 participants"):
+        compare_predictions(preds_a, preds_b, targets, runs, CompareConfig(n_samples=40, level="group"), cache=False)
+
+
+def test_seeds_are_averaged_not_pooled():
+    """Pseudo-replicated seeds (identical model error in every seed) must not shrink p-values:
+    the runs t-test on 2 seeds equals the one on the seed mean, and adding copies changes nothing."""
+    preds_a, preds_b, targets, runs = _data(participants=("sub-01",), n_seeds=1)
+    cfg = CompareConfig(n_samples=40, level="participant", test="runs-ttest")
+    one = compare_predictions(preds_a, preds_b, targets, runs, cfg, cache=False)
+    five = compare_predictions({k: np.repeat(v, 5, axis=0) for k, v in preds_a.items()},
+                               {k: np.repeat(v, 5, axis=0) for k, v in preds_b.items()}, targets, runs, cfg, cache=False)
+    np.testing.assert_allclose(five.tests["sub-01"].p, one.tests["sub-01"].p)
+    assert five.tests["sub-01"].n_samples == 4  # runs
 
 
 def test_same_draws_for_a_and_b_per_participant_and_run(tmp_path):
@@ -121,19 +151,30 @@ def test_second_identical_request_is_served_from_cache(tmp_path, monkeypatch):
         compare_predictions(changed, preds_b, targets, runs, cfg, cache=cache)
 
 
-def test_wilcoxon_and_all_rows_options():
+def test_participant_tests_and_all_rows_option():
     preds_a, preds_b, targets, runs = _data(participants=("sub-01",), n_seeds=3)
-    res = compare_predictions(preds_a, preds_b, targets, runs, CompareConfig(n_samples=40, test="wilcoxon", by_run=False),
-                              cache=False)
+    res = compare_predictions(preds_a, preds_b, targets, runs,
+                              CompareConfig(n_samples=40, test="paper-initializations", by_run=False), cache=False)
     assert res.runs["sub-01"] == ["all"]
-    assert res.tests["sub-01"].test == "wilcoxon" and res.tests["sub-01"].n_samples == 3
+    assert res.level == "participant"
+    assert res.tests["sub-01"].test == "paper-initializations" and res.tests["sub-01"].n_samples == 3
+    with pytest.raises(ValueError, match="at least 2 held-out runs"):
+        compare_predictions(preds_a, preds_b, targets, runs,
+                            CompareConfig(n_samples=40, test="runs-ttest", by_run=False), cache=False)
+    blk = compare_predictions(preds_a, preds_b, targets, runs, CompareConfig(n_samples=40, test="block-sign-flip",
+                                                                              block_seconds=40), cache=False, tr=2.0)
+    # 4 runs of 40 rows, 20-row blocks -> 8 blocks -> 256 sign vectors: exact
+    assert blk.blocks["sub-01"].shape == (8, N_UNITS)
+    assert blk.tests["sub-01"].exact and blk.tests["sub-01"].n_permutations == 256
 
 
 def test_config_validation_and_roundtrip():
     cfg = CompareConfig(k=10, n_samples=20, fdr="by")
     assert CompareConfig.from_dict(json.loads(cfg.to_json())) == cfg
     assert cfg.key() != CompareConfig().key()
-    for bad in ({"k": 0}, {"alpha": 1.5}, {"fdr": "holm"}, {"test": "mannwhitney"}, {"n_samples": 2.5}):
+    for bad in ({"k": 0}, {"alpha": 1.5}, {"fdr": "holm"}, {"test": "mannwhitney"}, {"n_samples": 2.5},
+                {"level": "voxel"}, {"level": "group", "test": "runs-ttest"}, {"level": "participant", "test": "ttest"},
+                {"block_seconds": 0}, {"n_permutations": 0}, {"test": "wilcoxon"}):
         with pytest.raises(ConfigError):
             CompareConfig(**bad)
     with pytest.raises(ConfigError):
@@ -148,7 +189,9 @@ def test_evaluate_predictions(metric, tmp_path):
     cfg = EvaluateConfig(metric=metric, n_samples=60)
     res = evaluate_predictions(preds_a, targets, runs, cfg, cache=Cache(tmp_path))
     df = res.to_frame()
-    assert list(df.columns) == ["participant", "unit", "metric", "score", "t", "p", "q", "significant"]
+    assert list(df.columns) == ["participant", "unit", "metric", "score", "effect", "t", "p", "q", "significant",
+                                "test", "level"]
+    assert (df.test == "block-sign-flip[pearson]").all()
     sig = df.significant.to_numpy()
     assert sig[:N_SIGNAL].mean() > 0.75
     assert sig[N_SIGNAL:].sum() <= 3
@@ -179,20 +222,23 @@ def test_array_digest_is_a_content_hash():
 
 
 def test_fdr_controlled_on_simulated_null_units_through_the_pipeline():
-    """Planted units + null units, 20-vs-20 -> paired t-test -> BH: mean FDP <= q over seeds."""
+    """Planted units + null units, 20-vs-20 -> group t-test across participants -> BH: mean FDP <= q."""
     q_level, n_units, n_signal, n_rows = 0.1, 120, 60, 80
-    runs = {"s": np.repeat(["r1", "r2", "r3", "r4"], n_rows // 4)}
     fdps, power = [], []
     for seed in range(12):
         rng = np.random.default_rng(100 + seed)
-        t = rng.standard_normal((n_rows, n_units)).astype(np.float32)
-        w = np.zeros(n_units, dtype=np.float32)
-        w[:n_signal] = 0.7
-        pa = (w * t + rng.standard_normal((3, n_rows, n_units))).astype(np.float32)
-        pb = rng.standard_normal((3, n_rows, n_units)).astype(np.float32)
-        res = compare_predictions({"s": pa}, {"s": pb}, {"s": t}, runs,
-                                  CompareConfig(n_samples=40, alpha=q_level, seed=seed), cache=False)
-        sig = res.tests["s"].significant
+        pa, pb, tt, rr = {}, {}, {}, {}
+        for i in range(6):
+            t = rng.standard_normal((n_rows, n_units)).astype(np.float32)
+            w = np.zeros(n_units, dtype=np.float32)
+            w[:n_signal] = 0.5
+            model_error = rng.standard_normal((n_rows, n_units))  # shared by the seeds
+            pa[i] = (w * t + model_error + 0.3 * rng.standard_normal((3, n_rows, n_units))).astype(np.float32)
+            pb[i] = (rng.standard_normal((n_rows, n_units)) + 0.3 * rng.standard_normal((3, n_rows, n_units))
+                     ).astype(np.float32)
+            tt[i], rr[i] = t, np.repeat(["r1", "r2", "r3", "r4"], n_rows // 4)
+        res = compare_predictions(pa, pb, tt, rr, CompareConfig(n_samples=40, alpha=q_level, seed=seed), cache=False)
+        sig = res.group.significant
         fdps.append(sig[n_signal:].sum() / max(sig.sum(), 1))
         power.append(sig[:n_signal].mean())
     assert np.mean(fdps) <= q_level

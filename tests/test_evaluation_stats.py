@@ -165,3 +165,60 @@ def test_block_permutation_test_signal_and_null():
     assert res20.test == "block_permutation[twenty_vs_twenty]"
     assert (res20.p[:10] == 1 / 20).all()
     assert res20.n_samples == 19
+
+
+# --------------------------------------------------------------------------------------
+# sign-flip, group and reachability (issue: statistics you can trust)
+# --------------------------------------------------------------------------------------
+
+
+def test_sign_flip_matches_scipy_permutation_test_exactly():
+    from scipy.stats import permutation_test
+
+    from brainviz.evaluation.stats import sign_flip_test
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 5)) + np.array([0.0, 0.3, 0.8, 1.5, -1.0])
+    res = sign_flip_test(x, n_permutations=10000, alpha=0.05)
+    assert res.exact and res.n_permutations == 256
+    for u in range(5):
+        ref = permutation_test((x[:, u],), np.mean, permutation_type="samples", n_resamples=np.inf,
+                               alternative="two-sided")
+        assert res.p[u] == pytest.approx(ref.pvalue, abs=1e-12)
+    greater = sign_flip_test(x, alternative="greater")
+    ref = permutation_test((x[:, 3],), np.mean, permutation_type="samples", n_resamples=np.inf, alternative="greater")
+    assert greater.p[3] == pytest.approx(ref.pvalue, abs=1e-12)
+
+
+def test_sign_flip_monte_carlo_is_seeded_and_never_zero():
+    from brainviz.evaluation.stats import sign_flip_test
+
+    x = np.random.default_rng(0).standard_normal((30, 4)) + 3.0
+    a = sign_flip_test(x, n_permutations=500, rng=1)
+    b = sign_flip_test(x, n_permutations=500, rng=1)
+    assert not a.exact and a.n_permutations == 500
+    np.testing.assert_array_equal(a.p, b.p)
+    assert np.all(a.p == pytest.approx(1 / 501))  # floor of a Monte-Carlo p-value
+
+
+def test_group_test_uses_participants_and_reports_reachability():
+    from brainviz.evaluation.stats import group_test, min_discoveries, smallest_p, smallest_q
+
+    rng = np.random.default_rng(1)
+    eff = rng.standard_normal((9, 200)) * 0.5
+    eff[:, :50] += 1.0
+    t = group_test(eff, alpha=0.05)
+    assert t.test == "group:ttest" and t.n_samples == 9
+    assert t.significant[:50].mean() > 0.8 and t.significant[50:].sum() <= 3
+    sf = group_test(eff, method="sign-flip", alpha=0.05)
+    assert sf.exact and sf.n_permutations == 512
+    r = sf.reachability()
+    assert r["min_achievable_p"] == pytest.approx(2 / 512)
+    assert r["min_achievable_q"] == pytest.approx(min(1.0, 2 / 512 * 200))
+    assert r["min_discoveries_needed"] == int(np.ceil(2 / 512 * 200 / 0.05))
+    assert smallest_p("group:ttest", 9) == 0.0
+    assert smallest_p("block-sign-flip", 30, 1000) == pytest.approx(1 / 1001)
+    assert smallest_q(0.002, 2304, "bh") == 1.0 and min_discoveries(0.002, 2304, 0.05) == 93
+    assert min_discoveries(0.5, 10, 0.05) is None
+    with pytest.raises(ValueError, match="at least 2 participants"):
+        group_test(eff[:1])

@@ -2,8 +2,9 @@
 reports, merging per-participant results and reshaping results for figures).
 
 - :func:`compare_with_progress` runs :func:`brainviz.evaluation.compare_models` one participant at
-  a time (the draws, the paired test and the FDR are all within participant, so the merged
-  result equals one call with every participant) to report progress, then merges.
+  a time (draws and block effects are per participant) to report progress, then reruns the
+  tests on the merged accuracies (the group test needs every participant), which equals one
+  call with every participant.
 - :func:`group_map` / :func:`participant_map` turn a comparison into vertex maps.
 - :func:`roi_table` wraps :func:`brainviz.evaluation.roi_summary` for one or all participants.
 """
@@ -30,16 +31,20 @@ def compare_with_progress(
 ):
     """:class:`~brainviz.evaluation.compare.ComparisonResult` of A vs B over ``participants``."""
     from brainviz.evaluation import compare_models
-    from brainviz.evaluation.compare import ComparisonResult
 
     if not participants:
         raise ValueError("choose at least one participant")
+    from brainviz.evaluation.compare import PARTICIPANT_TESTS, comparison_from_accuracies
+
+    # one participant per call (progress); the group test is run once on the merged result
+    per_participant = config.replace(level="participant",
+                                     test=config.test if config.test in PARTICIPANT_TESTS else "auto")
     parts = []
     n = len(participants)
     for i, pid in enumerate(participants):
         if progress:
             progress(i / n, f"participant {pid}: 20-vs-20 on paired draws, paired test, FDR ({i + 1}/{n})")
-        parts.append(compare_models(model_a, model_b, config, participants=[pid], dataset=dataset))
+        parts.append(compare_models(model_a, model_b, per_participant, participants=[pid], dataset=dataset))
     if progress:
         progress(1.0, "comparison ready")
     first = parts[0]
@@ -47,15 +52,13 @@ def compare_with_progress(
     meta["from_cache"] = all(p.meta.get("from_cache") for p in parts)
     if names:
         meta["models"] = {"a": names[0], "b": names[1]}
-    return ComparisonResult(
-        config=first.config,
-        participants=[p for r in parts for p in r.participants],
-        acc_a={k: v for r in parts for k, v in r.acc_a.items()},
-        acc_b={k: v for r in parts for k, v in r.acc_b.items()},
-        runs={k: v for r in parts for k, v in r.runs.items()},
-        tests={k: v for r in parts for k, v in r.tests.items()},
-        meta=meta,
-    )
+    for key in ("n_rows",):
+        meta[key] = {k: v for r in parts for k, v in (r.meta.get(key) or {}).items()}
+    merged = comparison_from_accuracies(
+        {k: v for r in parts for k, v in r.acc_a.items()}, {k: v for r in parts for k, v in r.acc_b.items()},
+        {k: v for r in parts for k, v in r.runs.items()}, config, meta,
+        {k: v for r in parts for k, v in r.blocks.items()})
+    return merged
 
 
 def comparison_participants(model_a: str, model_b: str) -> list[str]:
@@ -68,7 +71,12 @@ def comparison_participants(model_a: str, model_b: str) -> list[str]:
 
 @dataclasses.dataclass
 class CompareMaps:
-    """Everything the Compare page draws, per participant, as plain arrays."""
+    """Everything the Compare page draws, per participant and for the group, as plain arrays.
+
+    *Significant* always means ``q <= alpha`` of the named test (``test``, ``level``,
+    ``alpha``, ``fdr`` of the comparison); what the maps *show* is a separate display
+    threshold on q (``show_q``) and never changes what is called significant.
+    """
 
     participants: list[str]
     acc_a: dict[str, np.ndarray]
@@ -78,21 +86,48 @@ class CompareMaps:
     t: dict[str, np.ndarray]
     names: tuple[str, str]
     summary: dict[str, Any]
+    sig: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    group: dict[str, np.ndarray] | None = None  # q, p, t, effect, significant over units
 
     @property
     def n_units(self) -> int:
         return int(next(iter(self.acc_a.values())).size) if self.acc_a else 0
 
+    @property
+    def level(self) -> str:
+        return self.summary.get("level", "participant")
+
+    @property
+    def alpha(self) -> float:
+        return float(self.summary.get("alpha", 0.05))
+
+    def describe(self) -> str:
+        """One line naming the test, level, FDR, alpha and sample sizes (for captions/exports)."""
+        s = self.summary
+        sizes = s.get("sample_sizes", {})
+        seeds = sorted({tuple(v) if isinstance(v, list) else (v,) for v in (sizes.get("n_seeds") or {}).values()})
+        runs = sorted(set((sizes.get("n_runs") or {}).values()))
+        return (f"{s.get('test')} ({s.get('level')} level), {str(s.get('fdr')).upper()} FDR, significant = "
+                f"q ≤ {s.get('alpha')}; {sizes.get('n_participants')} participant(s), held-out runs "
+                f"{'/'.join(map(str, runs))}, seeds {'/'.join('×'.join(map(str, x)) for x in seeds)} (averaged)")
+
     def diff(self, participant: str) -> np.ndarray:
         return self.acc_a[participant] - self.acc_b[participant]
 
-    def significant(self, participant: str, alpha: float) -> np.ndarray:
-        q = self.q[participant]
-        return np.isfinite(q) & (q < alpha)
+    def significant(self, participant: str | None) -> np.ndarray:
+        """The test's own decision (q <= alpha): the group test for ``None``."""
+        if participant is None:
+            if self.group is None:
+                raise ValueError("no group-level test (one participant): choose a participant")
+            return self.group["significant"]
+        return self.sig[participant]
 
-    def map(self, which: str, participant: str | None, alpha: float, min_count: int = 1):
-        """``(values, mask)`` for ``which`` in {diff, acc_a, acc_b}; ``participant=None`` = mean
-        over participants with the mask 'significant in at least ``min_count`` participants'."""
+    def qvalues(self, participant: str | None) -> np.ndarray:
+        return self.group["q"] if participant is None and self.group is not None else self.q[participant]
+
+    def map(self, which: str, participant: str | None, show_q: float):
+        """``(values, shown)`` for ``which`` in {diff, acc_a, acc_b}; ``participant=None`` =
+        mean over participants with the group test's q (display threshold ``show_q``)."""
         pids = self.participants if participant is None else [participant]
         if which == "diff":
             stack = np.stack([self.diff(p) for p in pids])
@@ -104,29 +139,44 @@ class CompareMaps:
             raise ValueError(which)
         with np.errstate(invalid="ignore"):
             values = np.nanmean(stack, axis=0) if len(pids) > 1 else stack[0]
-        count = np.sum([self.significant(p, alpha) for p in pids], axis=0)
-        mask = count >= (min_count if participant is None else 1)
-        return values, mask
+        if participant is None and self.group is None:
+            participant = self.participants[0]
+        q = self.qvalues(participant)
+        shown = np.isfinite(q) & (q < show_q)
+        return values, shown
 
-    def frame(self, participant: str | None, alpha: float, vertices: np.ndarray | None = None):
+    def frame(self, participant: str | None, show_q: float, vertices: np.ndarray | None = None):
+        """Per-unit table: ``significant`` from the test, ``shown`` from the display threshold."""
         import pandas as pd
 
-        pids = self.participants if participant is None else [participant]
+        idx = np.arange(self.n_units) if vertices is None else np.asarray(vertices, dtype=np.int64)
+        if participant is None and self.group is not None:
+            g = self.group
+            d = np.stack([self.diff(p) for p in self.participants])
+            with np.errstate(invalid="ignore"):
+                return pd.DataFrame({
+                    "unit": idx, "acc_a": np.nanmean([self.acc_a[p] for p in self.participants], axis=0)[idx],
+                    "acc_b": np.nanmean([self.acc_b[p] for p in self.participants], axis=0)[idx],
+                    "diff": np.nanmean(d, axis=0)[idx], "t": g["t"][idx], "p": g["p"][idx], "q": g["q"][idx],
+                    "significant": g["significant"][idx], "shown": np.isfinite(g["q"][idx]) & (g["q"][idx] < show_q),
+                    "test": self.summary.get("test"), "level": "group", "alpha": self.alpha,
+                })
         frames = []
-        for pid in pids:
-            idx = np.arange(self.n_units) if vertices is None else np.asarray(vertices, dtype=np.int64)
+        for pid in (self.participants if participant is None else [participant]):
             a, b = self.acc_a[pid][idx], self.acc_b[pid][idx]
+            q = self.q[pid][idx]
             frames.append(pd.DataFrame({
                 "participant": pid, "unit": idx, "acc_a": a, "acc_b": b, "diff": a - b,
-                "t": self.t[pid][idx], "p": self.p[pid][idx], "q": self.q[pid][idx],
-                "significant": self.significant(pid, alpha)[idx],
+                "t": self.t[pid][idx], "p": self.p[pid][idx], "q": q, "significant": self.sig[pid][idx],
+                "shown": np.isfinite(q) & (q < show_q), "test": self.summary.get("participant_test"),
+                "level": "participant", "alpha": self.alpha,
             }))
         return pd.concat(frames, ignore_index=True)
 
 
 def comparison_maps(result, names: tuple[str, str]) -> CompareMaps:
     """Reduce a ComparisonResult to per-unit arrays (float32) and its JSON summary."""
-    acc_a, acc_b, q, p, t = {}, {}, {}, {}, {}
+    acc_a, acc_b, q, p, t, sig = {}, {}, {}, {}, {}, {}
     for pid in result.participants:
         a, b = result.mean_accuracy(pid)
         acc_a[pid], acc_b[pid] = a.astype(np.float32), b.astype(np.float32)
@@ -134,29 +184,23 @@ def comparison_maps(result, names: tuple[str, str]) -> CompareMaps:
         q[pid] = np.asarray(res.q, dtype=np.float32)
         p[pid] = np.asarray(res.p, dtype=np.float32)
         t[pid] = np.asarray(res.statistic, dtype=np.float32)
-    return CompareMaps(list(result.participants), acc_a, acc_b, q, p, t, names, result.summary())
+        sig[pid] = np.asarray(res.significant, dtype=bool)
+    group = None
+    if result.group is not None:
+        g = result.group
+        group = {"q": np.asarray(g.q, dtype=np.float32), "p": np.asarray(g.p, dtype=np.float32),
+                 "t": np.asarray(g.statistic, dtype=np.float32), "effect": np.asarray(g.effect, dtype=np.float32),
+                 "significant": np.asarray(g.significant, dtype=bool)}
+    return CompareMaps(list(result.participants), acc_a, acc_b, q, p, t, names, result.summary(), sig, group)
 
 
-def roi_table(maps: CompareMaps, atlas, participant: str | None, alpha: float):
-    """Per-ROI means of A, B and A − B (mean ± SE over participants when ``participant`` is None)."""
-    from brainviz.evaluation import roi_summary
+def roi_table(result, atlas, participant: str | None):
+    """Per-ROI tests with ROI names (group level across participants when ``participant`` is
+    None, else that participant's blocks), as :func:`brainviz.evaluation.compare.roi_tests`."""
+    from brainviz.evaluation.compare import roi_tests
 
-    pids = maps.participants if participant is None else [participant]
-    names = {k: v for k, v in atlas.names.items()}
-    frames = [roi_summary(maps.acc_a[p], maps.acc_b[p], atlas.labels, names, maps.significant(p, alpha)) for p in pids]
-    if len(frames) == 1:
-        df = frames[0].copy()
-        df["se"] = np.nan
-        return df
-    import pandas as pd
-
-    allp = pd.concat([f.assign(participant=p) for f, p in zip(frames, pids)])
-    g = allp.groupby(["roi", "label"], sort=False)
-    out = g[["acc_a", "acc_b", "diff"]].mean()
-    out["se"] = g["diff"].std(ddof=1) / np.sqrt(g["diff"].count())
-    out[["n_units"]] = g[["n_units"]].first()
-    out[["n_sig_up", "n_sig_down"]] = g[["n_sig_up", "n_sig_down"]].sum()
-    return out.reset_index()
+    table = roi_tests(result, atlas.labels, dict(atlas.names), participant=participant)
+    return table.rename(columns={"a": "acc_a", "b": "acc_b"})
 
 
 # --------------------------------------------------------------------------------------

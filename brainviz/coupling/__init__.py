@@ -5,6 +5,7 @@ Biological Neurons in the Human Brain"). See ``docs/coupling.md``.
 Public API
 ----------
 run_coupling, CouplingConfig, CouplingResult     the job (CLI: ``python -m brainviz couple``)
+cross_story_coupling                             one test per BN, pairs selected on other stories
 CouplingError                                    bad input (message names what is wrong)
 compute_an_timecourses, an_activations, an_activations_naive, convolve_hrf, build_transcript,
     extract_qk, attention_shape, AttentionShape  artificial neurons (:mod:`.neurons`)
@@ -15,7 +16,14 @@ CATEGORIES, POS_MAPPING, top_pairs, category_counts, token_categories      POS t
 Heavy libraries (torch, transformers, spaCy, scikit-learn) load only when a function needs them.
 """
 
-from brainviz.coupling.api import CouplingConfig, CouplingResult, compute_networks, compute_neurons, run_coupling
+from brainviz.coupling.api import (
+    CouplingConfig,
+    CouplingResult,
+    compute_networks,
+    compute_neurons,
+    cross_story_coupling,
+    run_coupling,
+)
 from brainviz.coupling.couple import CouplingStats, couple, fdr, layer_summary, pearson_matrix
 from brainviz.coupling.networks import (
     BrainNetworks,
@@ -41,7 +49,7 @@ from brainviz.coupling.neurons import (
 from brainviz.coupling.pos import CATEGORIES, POS_MAPPING, category_counts, token_categories, top_pairs
 
 __all__ = [
-    "run_coupling", "CouplingConfig", "CouplingResult", "CouplingError", "compute_networks", "compute_neurons",
+    "run_coupling", "cross_story_coupling", "CouplingConfig", "CouplingResult", "CouplingError", "compute_networks", "compute_neurons",
     "couple", "CouplingStats", "fdr", "layer_summary", "pearson_matrix",
     "BrainNetworks", "GaussianBernoulliRBM", "fit_networks", "fit_vsdbn", "group_data", "ica_networks", "vsdbn_networks",
     "AttentionShape", "an_activations", "an_activations_naive", "attention_shape", "build_transcript",

@@ -19,6 +19,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", required=True, help="dataset folder (with dataset.json)")
     p.add_argument("--story", required=True, help="story name (its run label for listening data)")
+    p.add_argument("--select-story", nargs="+", metavar="STORY",
+                   help="cross-story pairing: pick each BN's best AN (|r|) on these stories and test that pair "
+                        "alone on --story (one test per BN, BH over BNs); writes OUT-stem.cross.csv")
     p.add_argument("--model", default="pretrained", help="'pretrained', a checkpoint or a Hugging Face folder")
     p.add_argument("--bn", choices=("vsdbn", "ica"), default="vsdbn", help="network extraction (default vsdbn)")
     p.add_argument("--n-networks", type=int, default=None, help="number of networks (default: preset's, 128 paper / 32 quick)")
@@ -47,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
-        raise ValueError(f"--out {out}: must end in .csv or .parquet")
+        from brainviz.errors import UsageError
+
+        raise UsageError(f"--out {out}: must end in .csv or .parquet")
     config = CouplingConfig(
         bn=args.bn, n_networks=args.n_networks, preset=args.preset, group=args.group, permutations=args.permutations,
         null=args.null, selection=args.selection, seed=args.seed, pos=not args.no_pos, shuffle_words=args.shuffle_words,
@@ -64,10 +69,24 @@ def run(args: argparse.Namespace) -> int:
                           cache=not args.no_cache)
     paths = result.save(out)
     s = result.summary()
+    cross = None
+    if args.select_story:
+        from brainviz._io import atomic_path
+        from brainviz.coupling.api import cross_story_coupling
+
+        df = cross_story_coupling(args.dataset, args.select_story, args.story, args.model, config,
+                                  None if args.quiet else progress, cache=not args.no_cache)
+        cross = out.with_name(out.stem + ".cross.csv")
+        with atomic_path(cross) as tmp:
+            df.to_csv(tmp, index=False)
+        s["cross_story"] = {"file": str(cross), "test": df.attrs["test"], "n_significant_bns": int(df.significant.sum()),
+                            "reachability": df.attrs["reachability"]}
     print(json.dumps({
         "pairs": str(paths["pairs"]), "summary": str(paths["summary"]), "maps": str(paths["maps"]),
         "simulated": s["simulated"], "n_ans": s["n_ans"], "n_bns": s["n_bns"],
         "n_significant_ans": s["n_significant_ans"], "mean_best_r": round(s["mean_best_r"], 4),
+        "tests": s["tests"], "reachability": {k: v["message"] for k, v in s["reachability"].items()},
+        **({"cross_story": s["cross_story"]} if cross else {}),
         "most_anchored_bn": {k: v for k, v in s["most_anchored_bn"].items() if k != "counts"},
     }, indent=2))
     return 0

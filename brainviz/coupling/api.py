@@ -30,7 +30,7 @@ from brainviz.coupling import pos as _pos
 from brainviz.coupling.neurons import AttentionShape, CouplingError, an_index, an_number
 from brainviz.data.dataset import Dataset
 
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: exact circular null (p >= 1/T), test names, reachability
 Progress = Callable[[float, str], None]
 
 
@@ -208,7 +208,8 @@ class CouplingResult:
             "r": a["an_r"].astype(np.float64),
             "p": a["an_p"], "q": a["an_q"],
         })
-        df["significant"] = df["q"] < self.meta["config"]["alpha"]
+        df["significant"] = df["q"] <= self.meta["config"]["alpha"]
+        df["test"] = self.test_names()["an_best_bn"]
         if "pos_counts" in a:
             df["tag"] = [_pos.PAIR_LABELS[t] for t in _pos.an_tags(a["pos_counts"])]
         df["simulated"] = self.simulated
@@ -228,9 +229,35 @@ class CouplingResult:
             "name": [an_name(idx["layer"][i], idx["head"][i], idx["dim"][i]) for i in best],
             "r": a["bn_r"].astype(np.float64), "p": a["bn_p"], "q": a["bn_q"],
         })
-        df["significant"] = df["q"] < self.meta["config"]["alpha"]
+        df["significant"] = df["q"] <= self.meta["config"]["alpha"]
+        df["test"] = self.test_names()["bn_best_an"]
         df["n_anchored"] = self.anchor_counts()
         return df
+
+    def test_names(self) -> dict[str, str]:
+        """The test behind each reported p-value (one documented test per number)."""
+        cfg = self.meta["config"]
+        n_perm = self.meta.get("n_permutations_used", cfg["permutations"])
+        null = ("circular-shift null (all lags, exact)" if cfg["null"] == "circular" and
+                n_perm >= self.n_trs - 1 else f"{cfg['null']} null ({n_perm} draws)")
+        sel = {"max": "null of the maximum over partners", "pair": "per-pair null (ignores the selection)"}
+        return {
+            "an_best_bn": f"Eq. 1: AN's best BN, {sel[cfg['selection']]} over BNs, {null}, BH over ANs",
+            "bn_best_an": f"Eq. 2: BN's best AN, {sel[cfg['selection']]} over ANs, {null}, BH over BNs",
+        }
+
+    @property
+    def n_trs(self) -> int:
+        return int(self.arrays["times"].shape[0])
+
+    def reachability(self) -> dict[str, dict[str, Any]]:
+        """Whether each table's FDR level is reachable (see :func:`brainviz.coupling.couple.reachability`)."""
+        cfg = self.meta["config"]
+        n_perm = int(self.meta.get("n_permutations_used", cfg["permutations"]))
+        return {
+            "an_best_bn": _couple.reachability(self.n_ans, self.n_trs, n_perm, cfg["alpha"], cfg["null"]),
+            "bn_best_an": _couple.reachability(self.n_bns, self.n_trs, n_perm, cfg["alpha"], cfg["null"]),
+        }
 
     def anchor_counts(self) -> np.ndarray:
         """ANs anchored by each BN: best BN with r >= r_threshold."""
@@ -337,6 +364,8 @@ class CouplingResult:
             "networks": self.meta.get("networks"),
             "n_significant_ans": int(p["significant"].sum()),
             "frac_significant_ans": float(p["significant"].mean()),
+            "tests": self.test_names(),
+            "reachability": self.reachability(),
             "mean_best_r": float(p["r"].mean()),
             "layers": _records(self.layer_summary()),
             "best_pair_per_layer": _records(self.best_pair_per_layer().drop(columns=["simulated"])),
@@ -573,6 +602,7 @@ def run_coupling(
             "model": model_name,
             "simulated": bool(dataset.simulated),
             "config": config.to_dict(),
+            "n_permutations_used": int(stats.n_permutations),
             "shape": {"n_layers": shape[0], "n_heads": shape[1], "head_dim": shape[2]},
             "tr": grid.tr,
             "runs": grid.runs,
@@ -597,3 +627,71 @@ def run_coupling(
     if progress:
         progress(1.0, "done")
     return result
+
+
+def cross_story_coupling(
+    dataset: Dataset | str | os.PathLike,
+    select_stories: str | list[str],
+    test_stories: str | list[str],
+    model: str | os.PathLike = "pretrained",
+    config: CouplingConfig | None = None,
+    progress: Progress | None = None,
+    *,
+    cache: Any = True,
+    device: str | None = None,
+):
+    """Cross-validated AN-BN pairs: one test per BN (see :func:`brainviz.coupling.couple.cross_story_pairs`).
+
+    For every BN its best AN (largest ``|r|``) is chosen on ``select_stories`` and tested on
+    ``test_stories`` (each a story or a list; several stories are concatenated after z-scoring
+    each one's time courses). The BNs are the same in every story (networks are trained on all
+    stories' fMRI), so the pairs carry over. Each story's time courses come from
+    :func:`run_coupling` (cached).
+
+    Returns
+    -------
+    DataFrame with ``bn, an, name, layer, head, dim, r_select, r_test, ci_low, ci_high, p, q,
+    significant, test, select, test_on, n_trs_test, simulated`` and, in ``.attrs``, the
+    reachability of the FDR level.
+    """
+    import pandas as pd
+
+    from brainviz.coupling.couple import cross_story_pairs, zscore_columns
+
+    config = config or CouplingConfig()
+    sel = [select_stories] if isinstance(select_stories, str) else list(select_stories)
+    tst = [test_stories] if isinstance(test_stories, str) else list(test_stories)
+    if not sel or not tst:
+        raise CouplingError("cross-story pairing needs at least one selection story and one test story")
+    if set(sel) & set(tst):
+        raise CouplingError(f"selection and test stories overlap ({sorted(set(sel) & set(tst))}): select on one story, "
+                            "test on another")
+    if not isinstance(dataset, Dataset):
+        from brainviz.data.dataset import load_dataset
+
+        dataset = load_dataset(dataset)
+    results = {}
+    stories = sel + tst
+    for i, story in enumerate(stories):
+        results[story] = run_coupling(dataset, story, model, config, _stage(progress, i / len(stories),
+                                      (i + 1) / len(stories)), cache=cache, device=device)
+
+    def stack(names: list[str], what: str) -> np.ndarray:
+        parts = [results[n].an_timecourses() if what == "an" else results[n].bn_timecourses() for n in names]
+        return np.concatenate([zscore_columns(x) for x in parts], axis=0)
+
+    cs = cross_story_pairs(stack(sel, "an"), stack(sel, "bn"), stack(tst, "an"), stack(tst, "bn"),
+                           n_permutations=max(config.permutations, 1), seed=config.seed)
+    first = results[sel[0]]
+    idx = an_index(first.shape)
+    df = pd.DataFrame({
+        "bn": cs.bn, "an": cs.an, "name": [an_name(idx["layer"][i], idx["head"][i], idx["dim"][i]) for i in cs.an],
+        "layer": idx["layer"][cs.an], "head": idx["head"][cs.an], "dim": idx["dim"][cs.an],
+        "r_select": cs.r_select, "r_test": cs.r_test, "ci_low": cs.ci_low, "ci_high": cs.ci_high,
+        "p": cs.p, "q": cs.q, "significant": cs.q <= config.alpha, "test": cs.test,
+        "select": "+".join(sel), "test_on": "+".join(tst), "n_trs_test": cs.n_trs_test,
+        "simulated": bool(dataset.simulated),
+    })
+    df.attrs["reachability"] = _couple.reachability(len(cs.bn), cs.n_trs_test, cs.n_permutations, config.alpha)
+    df.attrs["test"] = cs.test
+    return df

@@ -10,11 +10,13 @@ The test statistic of an AN is its best r, i.e. the maximum over all BNs, so the
 distribution is that of the maximum too (the selection over BNs is accounted for). Null
 time courses keep the autocorrelation of the data:
 
-- ``circular`` (default): all BN time courses are shifted together by the same random
-  circular lag (1 .. T-1 TRs). Autocorrelation and the BN-to-BN correlations are kept exactly;
-  only the alignment with the stimulus is broken. There are only ``T - 1`` distinct lags, so
-  the statistics are computed once per distinct lag and weighted by how often the random
-  draws hit it: identical to looping over all draws, and fast.
+- ``circular`` (default): all BN time courses are shifted together by the same circular lag
+  (1 .. T-1 TRs). Autocorrelation and the BN-to-BN correlations are kept exactly; only the
+  alignment with the stimulus is broken. There are only ``T - 1`` distinct lags: when
+  ``n_permutations >= T - 1`` every lag is used once and the p-value is exact,
+  ``(1 + #{lags with null >= observed}) / T`` (never below ``1 / T``); with fewer
+  permutations, random lags are drawn and the statistics are computed once per distinct lag,
+  weighted by how often it was drawn.
 - ``phase``: phase randomisation; the Fourier phases of all BN time courses are replaced by
   the same random phases (power spectra and cross-spectra kept), every draw distinct.
 
@@ -25,6 +27,16 @@ paper's "permutation test with 5000 randomizations" of the best PCC did).
 
 ``p = (1 + #{null >= observed}) / (1 + n_permutations)``; ``q`` are Benjamini-Hochberg
 adjusted p-values (``scipy.stats.false_discovery_control``) over ANs (Eq. 1) or BNs (Eq. 2).
+:func:`reachability` says whether the FDR level can be reached at all with that many tests and
+permutations (an empty table must say when it cannot).
+
+Cross-story pairing (:func:`cross_story_pairs`)
+-----------------------------------------------
+Picking the best of 2,304 ANs and testing it on the same data needs the max-statistic null
+above; the cleaner design selects on one story and tests on another: for every BN, its best AN
+(largest ``|r|``: couplings may be negative) is chosen on the selection story(ies) and only that
+pair is tested on the test story(ies), one-sided in the direction found at selection, with the
+circular-shift null. One test per BN, BH over BNs.
 """
 
 from __future__ import annotations
@@ -156,8 +168,11 @@ def couple(
     n_perm = int(n_permutations)
     if n_perm > 0:
         if null == "circular":
-            draws = rng.integers(1, t, size=n_perm)
-            lags, weights = np.unique(draws, return_counts=True)
+            if n_perm >= t - 1:  # every lag once: exact
+                lags, weights = np.arange(1, t), np.ones(t - 1, dtype=np.int64)
+            else:
+                draws = rng.integers(1, t, size=n_perm)
+                lags, weights = np.unique(draws, return_counts=True)
             jobs = [(lags[i:i + max(1, chunk_columns // k)], weights[i:i + max(1, chunk_columns // k)])
                     for i in range(0, len(lags), max(1, chunk_columns // k))]
         else:
@@ -187,8 +202,10 @@ def couple(
             done += int(weights_s.sum())
             if progress:
                 progress(done / n_perm, f"permutations {done}/{n_perm}")
-        an_p = (1.0 + an_exceed) / (1.0 + n_perm)
-        bn_p = (1.0 + bn_exceed) / (1.0 + n_perm)
+        n_eff = n_perm if not (null == "circular" and n_perm >= t - 1) else t - 1
+        an_p = (1.0 + an_exceed) / (1.0 + n_eff)
+        bn_p = (1.0 + bn_exceed) / (1.0 + n_eff)
+        n_perm = n_eff
         an_q = fdr(an_p)
         bn_q = fdr(bn_p)
     else:
@@ -199,6 +216,121 @@ def couple(
         an_p=an_p, an_q=an_q, bn_best_an=bn_best.astype(np.int64), bn_r=bn_r.astype(np.float32),
         bn_p=bn_p, bn_q=bn_q, n_permutations=n_perm, null=null, selection=selection,
     )
+
+
+def smallest_p(n_trs: int, n_permutations: int, null: str = "circular") -> float:
+    """Smallest p-value of a coupling test (circular: ``1 / T`` once all lags are used)."""
+    if n_permutations <= 0:
+        return float("nan")
+    if null == "circular" and n_permutations >= n_trs - 1:
+        return 1.0 / n_trs
+    return 1.0 / (1.0 + n_permutations)
+
+
+def reachability(n_tests: int, n_trs: int, n_permutations: int, alpha: float, null: str = "circular") -> dict:
+    """Whether BH at ``alpha`` over ``n_tests`` can be reached with this null.
+
+    Returns the smallest achievable p, the q of a single unit at that p, how many tests must
+    reach it together before any passes, and a message when a single test cannot pass.
+    """
+    from brainviz.evaluation.stats import min_discoveries, smallest_q
+
+    p_min = smallest_p(n_trs, n_permutations, null)
+    if not np.isfinite(p_min):
+        return {"min_achievable_p": None, "min_achievable_q": None, "min_discoveries_needed": None,
+                "message": "no permutation test was run (permutations = 0)"}
+    q1 = smallest_q(p_min, n_tests, "bh")
+    need = min_discoveries(p_min, n_tests, alpha, "bh")
+    msg = None
+    if q1 > alpha:
+        floor = ("1/T with T = %d TRs (circular shifts)" % n_trs) if (null == "circular" and n_permutations >= n_trs - 1) \
+            else f"1/(1 + {n_permutations} permutations)"
+        msg = (f"with {n_tests} tests the smallest p ({p_min:.2g} = {floor}) gives q = {q1:.2g} for a single test: "
+               + (f"at least {need} tests must reach it together to pass q <= {alpha:g}" if need else
+                  f"no test can pass q <= {alpha:g}")
+               + ("; more TRs (longer or concatenated stories) or fewer tests (cross-story pairing: one per BN) help"
+                  if null == "circular" else "; raise the permutation count"))
+    return {"min_achievable_p": float(p_min), "min_achievable_q": float(q1), "min_discoveries_needed": need,
+            "message": msg}
+
+
+@dataclasses.dataclass
+class CrossStoryPairs:
+    """One test per BN: its best AN picked on the selection data, tested on the test data.
+
+    Attributes
+    ----------
+    bn, an : int (n_bns,)
+        BN index and its AN chosen on the selection data (largest |r|).
+    r_select, r_test : float (n_bns,)
+        r of the pair on the selection and on the test data.
+    p, q : float (n_bns,)
+        One-sided circular-shift p-value on the test data in the direction of ``r_select``;
+        BH q over BNs.
+    ci_low, ci_high : float (n_bns,)
+        ``r_test`` +- 1.96 x the s.d. of the null r (keeps autocorrelation).
+    n_trs_select, n_trs_test, n_permutations : int
+    """
+
+    bn: np.ndarray
+    an: np.ndarray
+    r_select: np.ndarray
+    r_test: np.ndarray
+    p: np.ndarray
+    q: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    n_trs_select: int
+    n_trs_test: int
+    n_permutations: int
+    test: str = "cross-story: best AN per BN selected on other stories, circular-shift null, BH over BNs"
+
+
+def cross_story_pairs(
+    an_select: np.ndarray,
+    bn_select: np.ndarray,
+    an_test: np.ndarray,
+    bn_test: np.ndarray,
+    *,
+    n_permutations: int = 5000,
+    seed: int = 0,
+    signed: bool = True,
+) -> CrossStoryPairs:
+    """Cross-validated AN-BN pairing (see the module docstring).
+
+    Parameters
+    ----------
+    an_select, bn_select : (T1 x n_ans), (T1 x n_bns) time courses used to pick the pairs.
+    an_test, bn_test : (T2 x n_ans), (T2 x n_bns) independent time courses to test them on.
+    n_permutations : circular shifts of the test data (all ``T2 - 1`` lags when at least that many).
+    signed : pick by ``|r|`` and test in the selected direction (True), or only positive couplings.
+    """
+    for a, b, what in ((an_select, bn_select, "selection"), (an_test, bn_test, "test")):
+        if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
+            raise CouplingError(f"{what} time courses must share their TRs: {a.shape} vs {b.shape}")
+    if an_select.shape[1] != an_test.shape[1] or bn_select.shape[1] != bn_test.shape[1]:
+        raise CouplingError("selection and test data must have the same ANs and BNs")
+    r_sel = pearson_matrix(an_select, bn_select).astype(np.float64)  # (N, K)
+    score = np.abs(r_sel) if signed else r_sel
+    best = np.argmax(score, axis=0)
+    k = bn_select.shape[1]
+    sign = np.where(r_sel[best, np.arange(k)] >= 0, 1.0, -1.0) if signed else np.ones(k)
+    az = zscore_columns(np.asarray(an_test)[:, best]).astype(np.float64)  # (T2, K): chosen ANs
+    bz = zscore_columns(np.asarray(bn_test)).astype(np.float64)
+    t = az.shape[0]
+    r_test = (az * bz).sum(axis=0)
+    if n_permutations >= t - 1:
+        lags = np.arange(1, t)
+    else:
+        lags = np.random.default_rng(seed).integers(1, t, size=int(n_permutations))
+    null = np.stack([(az * np.roll(bz, int(lag), axis=0)).sum(axis=0) for lag in lags])  # (S, K)
+    exceed = (sign * null >= sign * r_test - 1e-9).sum(axis=0)
+    p = (1.0 + exceed) / (1.0 + len(lags))
+    sd = null.std(axis=0)
+    return CrossStoryPairs(
+        bn=np.arange(k), an=best.astype(np.int64), r_select=r_sel[best, np.arange(k)], r_test=r_test, p=p, q=fdr(p),
+        ci_low=r_test - 1.96 * sd, ci_high=r_test + 1.96 * sd, n_trs_select=int(an_select.shape[0]), n_trs_test=t,
+        n_permutations=int(len(lags)))
 
 
 def fdr(p: np.ndarray) -> np.ndarray:

@@ -3,10 +3,13 @@
 Modules
 -------
 twenty      :func:`twenty_vs_twenty`, :func:`twenty_vs_twenty_by_run`, :func:`draw_indices`
-stats       one-sample / paired tests per unit, FDR (BH default, BY option), block permutations
+stats       group (random-effects) tests, sign-flip / block sign-flip permutation tests, one-sample /
+            paired tests per unit, FDR (BH default, BY option), reachability of the FDR level
 encoding    ridge encoding models (himalaya), Pearson r, variance explained, noise ceilings
 summaries   Fig. 2 curves of the 2019 paper, per-ROI tables, significance counts
-compare     :class:`CompareConfig`, :func:`compare_predictions`, :func:`evaluate_predictions`
+compare     :class:`CompareConfig`, :func:`compare_predictions`, :func:`evaluate_predictions`,
+            :func:`roi_tests`
+calibration FDP / power of every offered test on constructed predictions
 io          :func:`load_heldout` (held-out predictions of a checkpoint or prediction folder)
 
 Names are imported lazily on first access (``brainviz.evaluation.twenty_vs_twenty``), so
@@ -34,6 +37,11 @@ _EXPORTS: dict[str, str] = {
     "wilcoxon_signed_rank": "stats",
     "block_permutation": "stats",
     "block_permutation_test": "stats",
+    "group_test": "stats",
+    "sign_flip_test": "stats",
+    "block_sign_flip_test": "stats",
+    "smallest_p": "stats",
+    "smallest_q": "stats",
     # encoding metrics
     "EncodingResult": "encoding",
     "ridge_encoding": "encoding",
@@ -59,6 +67,12 @@ _EXPORTS: dict[str, str] = {
     "compare_models": "compare",
     "evaluate_predictions": "compare",
     "evaluate_model": "compare",
+    "roi_tests": "compare",
+    "explain_empty": "compare",
+    # calibration on constructed predictions (simulated)
+    "ConstructedConfig": "calibration",
+    "constructed_predictions": "calibration",
+    "calibrate": "calibration",
     # files
     "load_heldout": "io",
     "HeldOutError": "io",

@@ -11,9 +11,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "evaluate",
         help="score a model's held-out predictions per unit (20-vs-20, Pearson r or variance explained)",
-        description="Score held-out predictions per unit and test them against chance across seeds x runs "
-                    "(20-vs-20 vs 0.5, r and variance explained vs 0), with FDR control across units. "
-                    "Writes a tidy table (participant, unit, metric, score, t, p, q, significant) and a JSON summary.",
+        description="Score held-out predictions per unit and test them against chance (20-vs-20 vs 0.5, r and "
+                    "variance explained vs 0), seeds averaged, at the group level (across participants; default with "
+                    ">= 2 participants) or the participant level (blocks of held-out TRs or runs), with FDR control "
+                    "across units. Writes a tidy table (unit, metric, score, effect, t, p, q, significant, test, "
+                    "level; plus participant at the participant level) and a JSON summary.",
     )
     p.add_argument("--model", required=True, help="checkpoint folder, prediction folder or model name")
     p.add_argument("--metric", choices=("twenty-vs-twenty", "pearson", "pove"), default="twenty-vs-twenty",
@@ -24,19 +26,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brainviz.evaluation._cli_common import write_outputs
+    from brainviz.data._cli_preprocess import preprocess_overrides
+    from brainviz.evaluation._cli_common import print_result_lines, write_outputs
     from brainviz.evaluation.compare import EvaluateConfig, evaluate_model
 
     table_format(args.out)  # fail before computing
     config = EvaluateConfig(metric=args.metric, **config_values(args))
     result = evaluate_model(
         args.model, config, participants=args.participants, targets=args.targets, dataset=args.dataset,
-        backend=args.backend, cache=not args.no_cache,
+        backend=args.backend, cache=not args.no_cache, preprocess=preprocess_overrides(args),
     )
     summary = result.summary()
     table, js = write_outputs(result.to_frame(), summary, args.out)
-    for pid, c in summary["counts"].items():
-        print(f"{pid}: mean {args.metric} {summary['mean_score'][pid]}, "
-              f"{c['n_significant']}/{c['n_tested']} units above chance (q <= {args.alpha}, {args.fdr})")
+    for pid in result.participants:
+        print(f"{pid}: mean {args.metric} {summary['mean_score'][pid]}")
+    print_result_lines(summary, "above chance")
     print(f"wrote {table} and {js}")
     return 0

@@ -7,7 +7,17 @@
 * :func:`block_permutation_test` - one model vs chance by permuting blocks of 10 TRs of the
   predictions relative to the targets;
 * :func:`fdr_correction` - Benjamini-Hochberg (default) or Benjamini-Yekutieli q-values via
-  :func:`scipy.stats.false_discovery_control`, ignoring (and keeping) NaN p-values.
+  :func:`scipy.stats.false_discovery_control`, ignoring (and keeping) NaN p-values;
+* :func:`sign_flip_test` - sign-flip permutation test of per-sample effects against 0 (exact
+  when all ``2**n`` flips fit in the permutation budget). It serves two designs:
+  participants as samples (random effects, :func:`group_test`) and contiguous blocks of
+  held-out TRs as samples (:func:`block_sign_flip_test`, which keeps temporal autocorrelation
+  inside every block);
+* :func:`group_test` - random-effects test across participants of per-participant effects
+  (one-sample t-test or sign-flip), with FDR across units;
+* :func:`smallest_p` / :func:`smallest_q` - the smallest p-value a test can reach and the
+  smallest q-value that implies over ``m`` units (an empty map must say when the FDR level is
+  out of reach).
 
 Every test returns a :class:`TestResult`. Units whose samples are all identical between the
 two models (identical models), or that hold NaN, get a NaN p-value: they are never counted as
@@ -29,6 +39,12 @@ import numpy as np
 
 FDR_METHODS = ("bh", "by", "none")
 TESTS = ("ttest", "wilcoxon")
+#: Random-effects tests across participants.
+GROUP_TESTS = ("ttest", "sign-flip")
+#: All ``2**n`` sign flips are enumerated when ``2**n`` is at most this (exact p-values).
+EXACT_FLIPS_MAX = 1 << 16
+#: Permutations evaluated per matrix product (memory: chunk x n_units floats).
+_PERM_CHUNK = 512
 ALTERNATIVES = ("two-sided", "greater", "less")
 
 
@@ -72,6 +88,8 @@ class TestResult:
     effect: np.ndarray
     n_samples: int
     alternative: str = "two-sided"
+    n_permutations: int | None = None
+    exact: bool = False
 
     @property
     def n_tested(self) -> int:
@@ -95,8 +113,30 @@ class TestResult:
 
     def summary(self) -> dict[str, Any]:
         """JSON-able description (no per-unit arrays)."""
-        return {"test": self.test, "fdr": self.fdr, "alpha": self.alpha, "alternative": self.alternative,
-                "n_samples": self.n_samples, **self.counts()}
+        out = {"test": self.test, "fdr": self.fdr, "alpha": self.alpha, "alternative": self.alternative,
+               "n_samples": self.n_samples, **self.counts(), **self.reachability()}
+        if self.n_permutations is not None:
+            out["n_permutations"] = int(self.n_permutations)
+            out["exact"] = bool(self.exact)
+        return out
+
+    def reachability(self) -> dict[str, Any]:
+        """What the test could reach: smallest p and q obtained, smallest achievable p and q.
+
+        ``min_achievable_q`` is the q of a unit at the smallest achievable p when it is the only
+        discovery; when it exceeds ``alpha`` no single unit can pass, and an empty map says so.
+        """
+        ok = np.isfinite(self.p)
+        p_floor = smallest_p(self.test, self.n_samples, self.n_permutations, self.alternative)
+        q_floor = smallest_q(p_floor, int(ok.sum()), self.fdr) if ok.any() else float("nan")
+        return {
+            "min_p": float(np.min(self.p[ok])) if ok.any() else None,
+            "min_q": float(np.nanmin(self.q)) if np.isfinite(self.q).any() else None,
+            "min_achievable_p": float(p_floor),
+            "min_achievable_q": None if not np.isfinite(q_floor) else float(q_floor),
+            "alpha_reachable": bool(np.isfinite(q_floor) and q_floor <= self.alpha),
+            "min_discoveries_needed": min_discoveries(p_floor, int(ok.sum()), self.alpha, self.fdr),
+        }
 
 
 # --------------------------------------------------------------------------------------
@@ -489,6 +529,242 @@ def block_permutation_test(
     p[~np.isfinite(observed)] = np.nan
     effect = observed - null_sum / n_permutations
     return _result(observed, p, name, fdr, alpha, effect, n_permutations, "greater")
+
+
+# --------------------------------------------------------------------------------------
+# sign-flip permutation tests: participants or blocks of TRs as samples
+# --------------------------------------------------------------------------------------
+
+
+def sign_flip_test(
+    samples: np.ndarray,
+    *,
+    n_permutations: int = 10000,
+    alternative: str = "two-sided",
+    rng: Any = None,
+    alpha: float = 0.05,
+    fdr: str = "bh",
+    statistic: str = "mean",
+    name: str = "sign-flip",
+) -> TestResult:
+    """Sign-flip permutation test of per-sample effects against 0, per unit.
+
+    Under the null hypothesis every sample's effect is symmetric about 0 and samples are
+    independent, so flipping the sign of any subset of samples leaves the distribution of the
+    statistic unchanged. Samples are participants (random effects) or contiguous blocks of
+    held-out TRs (autocorrelation kept inside each block). The same sign vectors are used for
+    every unit, which keeps the dependence between units for the FDR step.
+
+    Parameters
+    ----------
+    samples : float array (n_samples, n_units)
+        Effect of every sample (e.g. a participant's accuracy difference A - B, or the sum over
+        one block of TRs of a per-TR contribution to a correlation difference).
+    n_permutations : int
+        Monte-Carlo sign vectors when ``2**n_samples`` exceeds it (or :data:`EXACT_FLIPS_MAX`);
+        otherwise all ``2**n_samples`` vectors are enumerated and the p-value is exact.
+    alternative : {"two-sided", "greater", "less"}
+    rng : int or Generator
+        Seeds the Monte-Carlo sign vectors.
+    alpha, fdr
+        FDR level and method.
+    statistic : {"mean", "t"}
+        Mean effect, or the one-sample t statistic (studentised; more robust when samples
+        differ in variance).
+    name : str
+        Test name stored in the result.
+
+    Returns
+    -------
+    TestResult
+        ``effect`` is the mean over samples; ``n_samples`` the number of samples. Monte-Carlo
+        p-values are ``(1 + #{|null| >= |obs|}) / (1 + n_permutations)`` (never 0); exact ones
+        ``#{|null| >= |obs|} / 2**n`` (the identity flip included). Units with NaN in any
+        sample or all-zero effects get NaN.
+    """
+    _check_test_args("ttest", alternative, fdr, alpha)
+    if statistic not in ("mean", "t"):
+        raise ValueError(f"statistic: unknown {statistic!r}; use 'mean' or 't'")
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    n, n_units = x.shape[0], int(np.prod(x.shape[1:]))
+    x = x.reshape(n, n_units)
+    with np.errstate(invalid="ignore"):
+        valid = np.all(np.isfinite(x), axis=0) & np.any(x != 0, axis=0)
+    p = np.full(n_units, np.nan)
+    obs_all = np.full(n_units, np.nan)
+    effect = np.full(n_units, np.nan)
+    if n >= 1 and valid.any():
+        xv = x[:, valid]
+        effect[valid] = xv.mean(axis=0)
+        exact = n <= 60 and (1 << n) <= min(max(int(n_permutations), 1), EXACT_FLIPS_MAX)
+        stat_fn = _mean_stat if statistic == "mean" else _t_stat
+        obs = stat_fn(np.ones((1, n)), xv)[0]
+        obs_all[valid] = obs
+        eps = 1e-12 * np.maximum(1.0, np.abs(obs))
+        count_ge = np.zeros(obs.shape)
+        count_le = np.zeros(obs.shape)
+        count_abs = np.zeros(obs.shape)
+        if exact:
+            total = 1 << n
+            gen_chunks = _all_sign_chunks(n)
+        else:
+            total = int(n_permutations)
+            gen = _as_rng(rng)
+            gen_chunks = (gen.choice(np.array([-1.0, 1.0]), size=(min(_PERM_CHUNK, total - c0), n))
+                          for c0 in range(0, total, _PERM_CHUNK))
+        for signs in gen_chunks:
+            null = stat_fn(signs, xv)
+            count_ge += (null >= obs - eps).sum(axis=0)
+            count_le += (null <= obs + eps).sum(axis=0)
+            count_abs += (np.abs(null) >= np.abs(obs) - eps).sum(axis=0)
+        if exact:
+            pg, pl, pa = count_ge / total, count_le / total, count_abs / total
+        else:
+            pg, pl, pa = ((1 + c) / (1 + total) for c in (count_ge, count_le, count_abs))
+        p[valid] = {"greater": pg, "less": pl, "two-sided": pa}[alternative]
+        n_perm_used = total
+    else:
+        exact, n_perm_used = False, int(n_permutations)
+    res = _result(obs_all, p, name, fdr, alpha, effect, n, alternative)
+    return dataclasses.replace(res, n_permutations=n_perm_used, exact=bool(exact))
+
+
+def _mean_stat(signs: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return signs @ x / x.shape[0]
+
+
+def _t_stat(signs: np.ndarray, x: np.ndarray) -> np.ndarray:
+    n = x.shape[0]
+    m = signs @ x / n
+    ss = (x * x).sum(axis=0)  # sign flips leave the sum of squares unchanged
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (ss - n * m * m) / max(n - 1, 1)
+        return m / np.sqrt(np.maximum(var, 0) / n)
+
+
+def _all_sign_chunks(n: int):
+    """Every sign vector of length n, in chunks (rows of +-1)."""
+    total = 1 << n
+    bits = np.arange(n, dtype=np.int64)
+    for c0 in range(0, total, _PERM_CHUNK):
+        codes = np.arange(c0, min(c0 + _PERM_CHUNK, total), dtype=np.int64)
+        yield np.where((codes[:, None] >> bits) & 1, -1.0, 1.0)
+
+
+def _as_rng(rng: Any) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(0 if rng is None else rng)
+
+
+def block_sign_flip_test(block_effects: np.ndarray, **kwargs: Any) -> TestResult:
+    """:func:`sign_flip_test` with contiguous blocks of held-out TRs as the samples.
+
+    ``block_effects`` (n_blocks, n_units) holds, per block, the sum over its TRs of a per-TR
+    contribution to the statistic (e.g. ``z_y * (z_a - z_b) / n`` for a correlation
+    difference): swapping models A and B inside a block flips the sign of that block's
+    contribution exactly, so the test asks whether A predicts the held-out data better than B
+    while keeping the temporal autocorrelation inside each block (blocks of about 20 s are
+    longer than the haemodynamic response).
+    """
+    kwargs.setdefault("name", "block-sign-flip")
+    return sign_flip_test(block_effects, **kwargs)
+
+
+def group_test(
+    effects: np.ndarray,
+    *,
+    method: str = "ttest",
+    alternative: str = "two-sided",
+    alpha: float = 0.05,
+    fdr: str = "bh",
+    n_permutations: int = 10000,
+    rng: Any = None,
+) -> TestResult:
+    """Random-effects test across participants, per unit.
+
+    Parameters
+    ----------
+    effects : float array (n_participants, n_units)
+        One effect per participant and unit, e.g. the accuracy difference A - B averaged over
+        seeds and held-out runs, or a score minus chance. Seeds must already be averaged:
+        seeds share the held-out data, so they are not independent samples.
+    method : {"ttest", "sign-flip"}
+        One-sample t-test of the effects against 0, or a sign-flip permutation test (exact
+        when ``2**n_participants`` flips fit in ``n_permutations``).
+    alternative, alpha, fdr, n_permutations, rng
+        As in :func:`sign_flip_test`.
+
+    Returns
+    -------
+    TestResult
+        ``test`` is ``"group:ttest"`` or ``"group:sign-flip"``, ``n_samples`` the number of
+        participants, ``effect`` the mean effect across participants.
+    """
+    if method not in GROUP_TESTS:
+        raise ValueError(f"group test: unknown method {method!r}; choose one of {GROUP_TESTS}")
+    x = np.asarray(effects, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"group_test: effects must be (n_participants, n_units), got shape {x.shape}")
+    if x.shape[0] < 2:
+        raise ValueError(f"group_test: needs at least 2 participants, got {x.shape[0]}; "
+                         "use a participant-level test instead")
+    if method == "ttest":
+        stat, p = _paired_core(x, "ttest", alternative)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            effect = np.mean(x, axis=0)
+        res = _result(stat, p, "group:ttest", fdr, alpha, effect, x.shape[0], alternative)
+        return res
+    return sign_flip_test(x, n_permutations=n_permutations, alternative=alternative, rng=rng, alpha=alpha,
+                          fdr=fdr, statistic="t", name="group:sign-flip")
+
+
+def smallest_p(test: str, n_samples: int, n_permutations: int | None = None, alternative: str = "two-sided") -> float:
+    """Smallest p-value a test can return.
+
+    Permutation tests cannot go below ``1 / (number of permutations)`` (exact sign flips:
+    ``2 / 2**n`` two-sided); parametric tests have no such floor (returns 0).
+    """
+    if "sign-flip" in test or "permutation" in test:
+        n_perm = int(n_permutations or 0)
+        if n_samples <= 60 and (1 << n_samples) <= min(max(n_perm, 1), EXACT_FLIPS_MAX):
+            return (2.0 if alternative == "two-sided" else 1.0) / float(1 << n_samples)
+        return 1.0 / (1.0 + n_perm)
+    return 0.0
+
+
+def min_discoveries(p_min: float, n_units: int, alpha: float, fdr: str = "bh") -> int | None:
+    """How many units must reach ``p_min`` together before any of them passes the FDR level
+    (``None`` when even all ``n_units`` together cannot)."""
+    m = max(int(n_units), 1)
+    if fdr == "none":
+        return 1 if p_min <= alpha else None
+    c = float(np.sum(1.0 / np.arange(1, m + 1))) if fdr == "by" else 1.0
+    if p_min <= 0:
+        return 1
+    k = int(np.ceil(p_min * m * c / alpha - 1e-12))
+    return max(k, 1) if k <= m else None
+
+
+def smallest_q(p_min: float, n_units: int, fdr: str = "bh", n_discoveries: int = 1) -> float:
+    """Smallest q-value reachable over ``n_units`` tests when at most ``n_discoveries`` units
+    reach ``p_min``.
+
+    BH gives ``p_min * m / n_discoveries`` (BY multiplies by the harmonic sum ``sum 1/i``).
+    With ``n_discoveries = 1`` this is the q of a single best unit: if it exceeds the FDR level,
+    one unit alone can never be declared significant.
+    """
+    m = max(int(n_units), 1)
+    k = min(max(int(n_discoveries), 1), m)
+    if fdr == "none":
+        return float(p_min)
+    q = p_min * m / k
+    if fdr == "by":
+        q *= float(np.sum(1.0 / np.arange(1, m + 1)))
+    return float(min(q, 1.0))
 
 
 # --------------------------------------------------------------------------------------
