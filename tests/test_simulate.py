@@ -60,6 +60,8 @@ def listening(small):
         ({"seed": 1.5}, "seed"),
         ({"peak_r2": 0.0}, "peak_r2"),
         ({"peak_r2": 1.2}, "peak_r2"),
+        ({"readable_share": 1.5}, "readable_share"),
+        ({"readable_share": "half"}, "readable_share"),
         ({"n_networks": 0}, "n_networks"),
         ({"n_networks": 99}, "n_networks"),
         ({"noise_tau": -1.0}, "noise_tau"),
@@ -160,6 +162,19 @@ def test_ground_truth_files(reading, listening):
         assert gt["tr_runs"] == rec.run_labels.astype(str).tolist()
         w = gt["spatial_weights"]
         assert w.shape == (len(names), 20484) and not np.any(w[:, ~mask])
+        # both components are planted, in the language regions, and the ground truth says where
+        comps = gt["components"]
+        assert set(comps["readable"]) | set(comps["specific"]) | set(comps["network"]) == set(names)
+        assert len(comps["readable"]) + len(comps["specific"]) + len(comps["network"]) == len(names)
+        assert len(comps["readable"]) >= 6 and len(comps["specific"]) >= 6
+        assert [d["component"] for d in gt["driver_specs"]] == [
+            next(k for k in ("readable", "specific", "network") if n in comps[k]) for n in names]
+        for kind in ("readable", "specific"):
+            rows = [names.index(n) for n in comps[kind]]
+            assert np.array_equal(gt[f"{kind}_mask"], np.any(w[rows] != 0, axis=0))
+            assert gt[f"{kind}_mask"].sum() > 100 and np.all(mask[gt[f"{kind}_mask"]])
+            assert gt[f"{kind}_r2"].shape == (20484,) and np.all(gt[f"{kind}_r2"][~gt[f"{kind}_mask"]] == 0)
+            assert np.all(gt[f"{kind}_mask"][labels > 0])
         regions = {r["name"]: r for r in gt["regions"]}
         assert {"L_IFG", "L_STS_MTG", "L_ATL", "L_AG", "L_MFG", "R_IFG"} <= set(regions)
         for r in gt["regions"]:
@@ -184,6 +199,7 @@ def test_neural_drivers_match_the_loaded_word_windows(reading, listening):
         gt = load_ground_truth(ds)
         rec = ds.fmri_of(ds.participants[0])
         arrays = sim._word_arrays(gt["word_features"])
+        assert np.array_equal(gt["word_features"]["word"].astype(str), ds.stimulus["word"].astype(str))
         stim_runs = ds.stimulus["run"].astype(str).to_numpy()
         onsets = ds.stimulus["onset"].to_numpy(dtype=float)
         tr_runs, times = rec.run_labels.astype(str), rec.times
@@ -191,7 +207,7 @@ def test_neural_drivers_match_the_loaded_word_windows(reading, listening):
         for run in ds.runs:
             rows, trs = stim_runs == run, tr_runs == run
             got = sim.neural_drivers(times[trs], onsets[rows], {k: v[rows] for k, v in arrays.items()},
-                                     gt["driver_names"], cfg["window"], cfg["recency_tau"])
+                                     gt["driver_names"], cfg["window"], cfg["recency_tau"], gt["orthogonalization"])
             np.testing.assert_allclose(got, gt["neural_drivers"][trs], rtol=1e-5, atol=1e-5)
 
 
@@ -266,10 +282,17 @@ def test_planted_vertices_follow_the_drivers(experiment, reading, listening):
 
 
 def test_measured_snr_is_realistic(reading, listening):
+    """Per-TR r^2 of a few percent to ~0.1 for each component, inter-participant correlation < 0.5."""
     for ds in (reading, listening):
-        m = load_ground_truth(ds)["measured"]["signal_r2_planted"]
-        assert 0.005 < m["median"] < 0.08
-        assert m["share_below_0.1"] > 0.75
+        m = load_ground_truth(ds)["measured"]
+        assert 0.02 < m["signal_r2_planted"]["median"] < 0.15
+        assert m["signal_r2_planted"]["share_below_0.1"] > 0.4
+        for comp in ("readable", "specific"):
+            c = m["signal_r2_by_component"][comp]
+            assert 0.01 < c["median"] < 0.1 and c["p90"] < 0.3, (comp, c)
+        isc = m["inter_participant_correlation"]
+        assert 0.03 < isc["language_regions"]["median"] < 0.2 and isc["language_regions"]["max"] < 0.6
+        assert abs(isc["null"]["median"]) < 0.02
 
 
 def test_meg_tracks_word_features(reading):
