@@ -138,3 +138,36 @@ def test_normalize_by_ceiling():
     assert np.isnan(normalize_by_ceiling(r, c, min_ceiling=0.5)[0])
     with pytest.raises(ValueError):
         normalize_by_ceiling(r, c, kind="r2")
+
+
+def test_fold_ridge_and_banded_ridge_match_himalaya_primal():
+    """ridge_fold (kernel form when p > n) and banded_ridge_fold (MultipleKernelRidgeCV on scaled linear
+    kernels) give the same predictions as himalaya's primal RidgeCV / BandedRidgeCV on z-scored features."""
+    import warnings
+
+    from himalaya.ridge import BandedRidgeCV, RidgeCV
+
+    from brainviz.evaluation.encoding import (
+        BANDED_ALPHAS, ENCODE_ALPHAS, band_weight_grid, banded_ridge_fold, ridge_fold, zscore_train,
+    )
+
+    rng = np.random.default_rng(0)
+    x, low = rng.standard_normal((100, 150)), rng.standard_normal((100, 6))
+    y = (x[:, :4].sum(1, keepdims=True) + low[:, :1] + rng.standard_normal((100, 3))).astype(np.float32)
+    tr, te = np.arange(75), np.arange(75, 100)
+    cv = [(np.arange(0, 50), np.arange(50, 75)), (np.arange(25, 75), np.arange(0, 25))]
+    fit = ridge_fold(x[tr], y[tr], x[te], cv)
+    xa, xb = zscore_train(x[tr], x[te])
+    ref = RidgeCV(alphas=np.array(ENCODE_ALPHAS), fit_intercept=True, cv=cv).fit(xa, y[tr])
+    np.testing.assert_allclose(fit.prediction, ref.predict(xb), atol=1e-3)
+    np.testing.assert_allclose(fit.alphas, ref.best_alphas_, rtol=1e-4)
+    band = banded_ridge_fold([x[tr], low[tr]], y[tr], [x[te], low[te]], cv)
+    la, lb = zscore_train(low[tr], low[te])
+    # the same model in primal form: scale each band by 1/sqrt(n_features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref2 = BandedRidgeCV(groups=np.r_[np.zeros(150), np.ones(6)].astype(int), fit_intercept=True, cv=cv,
+                             solver_params=dict(n_iter=band_weight_grid(9), alphas=np.array(BANDED_ALPHAS),
+                                                progress_bar=False)).fit(np.c_[xa / np.sqrt(150), la / np.sqrt(6)], y[tr])
+    np.testing.assert_allclose(band.prediction, ref2.predict(np.c_[xb / np.sqrt(150), lb / np.sqrt(6)]), atol=1e-2)  # float32 kernels
+    assert np.corrcoef(band.prediction[:, 0], y[te, 0])[0, 1] > 0.5

@@ -9,7 +9,8 @@ MEG: epochs of the content words that appear in the windows of kept fMRI example
 to dropped TRs are not used), linearly detrended over words and standardised so that every
 sensor x time-bin component has mean 0 and variance 1 over the content words of each run.
 
-Cross-validation is leave-one-run-out.
+Cross-validation never shuffles TRs (:mod:`brainviz.data.splits`): leave-one-run-out with >= 2
+runs, contiguous blocks with buffer TRs otherwise (``cv`` and ``buffer`` below; :func:`folds`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from scipy.signal import detrend as _detrend
 
 from brainviz.config import ConfigError, JobConfig
 from brainviz.data.dataset import Dataset, DatasetError, FMRIRecording
+from brainviz.data.splits import DEFAULT_BUFFER, Fold, SplitError, make_folds, parse_cv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,11 @@ class PreprocessConfig(JobConfig):
         Linear detrend / standardise each unit within run (over kept TRs).
     drop_empty : bool
         Drop examples whose window holds no word (e.g. during fixation).
+    cv : str
+        Cross-validation: ``auto`` (leave-one-run-out with >= 2 runs, else ``blocks:4``),
+        ``runs`` or ``blocks:K`` (K contiguous blocks); see :mod:`brainviz.data.splits`.
+    buffer : int
+        Blocked CV: TRs dropped from training on each side of the held-out block.
     """
 
     trim_start: int = 20
@@ -45,12 +52,17 @@ class PreprocessConfig(JobConfig):
     detrend: bool = True
     zscore: bool = True
     drop_empty: bool = True
+    cv: str = "auto"
+    buffer: int = DEFAULT_BUFFER
 
     def validate(self) -> None:
         if self.trim_start < 0 or self.trim_end < 0:
             raise ConfigError("PreprocessConfig.trim_start/trim_end must be >= 0")
         if not self.window > 0:
             raise ConfigError(f"PreprocessConfig.window must be > 0 seconds, got {self.window}")
+        parse_cv(self.cv)  # raises ConfigError naming the field
+        if int(self.buffer) != self.buffer or self.buffer < 0:
+            raise ConfigError(f"PreprocessConfig.buffer must be a whole number of TRs >= 0, got {self.buffer}")
 
 
 @dataclasses.dataclass
@@ -96,15 +108,6 @@ class MEGExamples:
     data: np.ndarray
     word_rows: np.ndarray
     runs: np.ndarray
-
-
-@dataclasses.dataclass
-class Fold:
-    """One leave-one-run-out fold: indices into an examples object."""
-
-    test_run: str
-    train: np.ndarray
-    test: np.ndarray
 
 
 def standardize_within_runs(
@@ -185,11 +188,25 @@ def fmri_examples(
 
 def leave_one_run_out(runs: np.ndarray) -> list[Fold]:
     """One fold per run label: train on the other runs, test on this one."""
-    runs = np.asarray(runs).astype(str)
-    labels = list(dict.fromkeys(runs))
-    if len(labels) < 2:
-        raise DatasetError(f"leave-one-run-out needs at least 2 runs, got {labels}", field="runs")
-    return [Fold(r, np.flatnonzero(runs != r), np.flatnonzero(runs == r)) for r in labels]
+    try:
+        return make_folds(runs, "runs", min_test=1, min_train=1)
+    except SplitError as exc:
+        raise DatasetError(str(exc), field="runs") from None
+
+
+def folds(examples: FMRIExamples, config: PreprocessConfig | None = None) -> list[Fold]:
+    """Cross-validation folds of preprocessed examples following ``config.cv`` / ``config.buffer``.
+
+    Leave-one-run-out with >= 2 runs (``cv="auto"``), contiguous blocks with buffers otherwise;
+    buffers count acquisition TRs (``examples.tr_index``), so trimmed or dropped TRs are gaps.
+    An impossible split raises :class:`DatasetError` saying which option to use instead.
+    """
+    config = config or PreprocessConfig()
+    try:
+        return make_folds(examples.runs, config.cv, config.buffer, tr_index=examples.tr_index,
+                          what=f"participant {examples.participant!r}")
+    except SplitError as exc:
+        raise DatasetError(str(exc), field="cv") from None
 
 
 def meg_word_rows(dataset: Dataset, config: PreprocessConfig | None = None) -> np.ndarray:

@@ -335,3 +335,131 @@ def normalize_by_ceiling(
     with np.errstate(divide="ignore", invalid="ignore"):
         out = s / denom
     return np.where(ok, out, np.nan)
+
+
+# --------------------------------------------------------------------------------------
+# blocked / run-wise cross-validated ridge and banded ridge (encode)
+# --------------------------------------------------------------------------------------
+
+#: Default penalties of ``encode``: wide enough for ~1,500 z-scored delayed LM features on a few
+#: hundred TRs (best alphas there are typically 1e2-1e5).
+ENCODE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 7, 19))
+
+
+def zscore_train(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """z-score columns of ``train`` and ``test`` with the training rows' mean and standard deviation.
+
+    Constant training columns are only centred. Returns float32 copies.
+    """
+    mu = train.mean(axis=0)
+    sd = train.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    return ((train - mu) / sd).astype(np.float32), ((test - mu) / sd).astype(np.float32)
+
+
+@dataclasses.dataclass
+class FoldFit:
+    """Held-out predictions of one model in one fold.
+
+    ``prediction`` (n_test, n_units); ``inner_score`` (n_units,) the best inner-CV score
+    (negative squared error, comparable across models fitted on the same rows); ``alphas``
+    (n_units,) chosen penalties; ``deltas`` (n_bands, n_units) log band weights (banded only).
+    """
+
+    prediction: np.ndarray
+    inner_score: np.ndarray
+    alphas: np.ndarray
+    deltas: np.ndarray | None = None
+
+
+def ridge_fold(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    inner_cv: list,
+    *,
+    alphas: Sequence[float] = ENCODE_ALPHAS,
+) -> FoldFit:
+    """Ridge (intercept, one alpha per unit chosen on ``inner_cv``) on one fold, with himalaya.
+
+    Features are z-scored with the training rows' statistics. With more features than training
+    rows (delayed LM layers) the same model is solved in its kernel form,
+    ``KernelRidgeCV(kernel="linear")``, which is much cheaper; otherwise ``RidgeCV``. Call
+    inside a :func:`himalaya_backend` block.
+    """
+    from himalaya.backend import get_backend
+    from himalaya.kernel_ridge import KernelRidgeCV
+    from himalaya.ridge import RidgeCV
+
+    hb = get_backend()
+    xtr, xte = zscore_train(np.asarray(x_train, dtype=np.float64), np.asarray(x_test, dtype=np.float64))
+    a = np.asarray(alphas, dtype=np.float64)
+    if xtr.shape[1] > xtr.shape[0]:
+        model = KernelRidgeCV(alphas=a, kernel="linear", fit_intercept=True, cv=inner_cv, warn=False)
+    else:
+        model = RidgeCV(alphas=a, fit_intercept=True, cv=inner_cv)
+    model.fit(xtr, np.asarray(y_train, dtype=np.float32))
+    return FoldFit(
+        prediction=np.asarray(hb.to_numpy(model.predict(xte)), dtype=np.float32),
+        inner_score=np.asarray(hb.to_numpy(model.cv_scores_), dtype=np.float64).max(axis=0).reshape(-1)
+        if np.ndim(hb.to_numpy(model.cv_scores_)) == 2 else np.asarray(hb.to_numpy(model.cv_scores_), dtype=np.float64),
+        alphas=np.asarray(hb.to_numpy(model.best_alphas_), dtype=np.float64),
+    )
+
+
+#: Penalties of the banded model, whose kernels are scaled by 1 / n_features (diagonal ~ 1).
+BANDED_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
+
+
+def band_weight_grid(n_ratios: int = 9, span: float = 4.0) -> np.ndarray:
+    """Explicit weights ``(n_ratios, 2)`` of two bands for himalaya's random search (ratios
+    ``10**linspace(-span, span)``), all positive, summing to 1."""
+    w = np.logspace(-span, span, int(n_ratios))
+    return np.c_[w / (1 + w), 1 / (1 + w)]
+
+
+def banded_ridge_fold(
+    bands_train: Sequence[np.ndarray],
+    y_train: np.ndarray,
+    bands_test: Sequence[np.ndarray],
+    inner_cv: list,
+    *,
+    alphas: Sequence[float] = BANDED_ALPHAS,
+    n_ratios: int = 9,
+) -> FoldFit:
+    """Banded ridge of several feature bands on one fold: himalaya ``MultipleKernelRidgeCV``
+    on one linear kernel per band (equivalent to ``BandedRidgeCV``, cheaper when bands have
+    more features than there are training rows).
+
+    Each band is z-scored with the training rows' statistics and its kernel divided by its
+    number of features, so the extreme band weights (1e-4 : 1) reach the one-band models. Two bands: the band-weight
+    search is an explicit grid of ``n_ratios`` ratios (:func:`band_weight_grid`) crossed with
+    ``alphas``; more bands: 30 Dirichlet draws (himalaya's random search, seeded).
+    """
+    from himalaya.backend import get_backend
+    from himalaya.kernel_ridge import MultipleKernelRidgeCV
+
+    hb = get_backend()
+    k_train, k_test = [], []
+    for a, b in zip(bands_train, bands_test):
+        xa, xb = zscore_train(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+        p = max(xa.shape[1], 1)  # each kernel / n_features: a band weight of 1 means equal footing
+        k_train.append(xa @ xa.T / p)
+        k_test.append(xb @ xa.T / p)
+    n_iter = band_weight_grid(n_ratios) if len(k_train) == 2 else 30
+    model = MultipleKernelRidgeCV(
+        kernels="precomputed", fit_intercept=True, cv=inner_cv, random_state=0,
+        solver_params=dict(n_iter=n_iter, alphas=np.asarray(alphas, dtype=np.float64), progress_bar=False),
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        model.fit(np.stack(k_train).astype(np.float32), np.asarray(y_train, dtype=np.float32))
+    scores = np.asarray(hb.to_numpy(model.cv_scores_), dtype=np.float64)
+    return FoldFit(
+        prediction=np.asarray(hb.to_numpy(model.predict(np.stack(k_test).astype(np.float32))), dtype=np.float32),
+        inner_score=scores.max(axis=0) if scores.ndim == 2 else scores.reshape(-1),
+        alphas=np.asarray(hb.to_numpy(model.best_alphas_), dtype=np.float64),
+        deltas=np.asarray(hb.to_numpy(model.deltas_), dtype=np.float64),
+    )
