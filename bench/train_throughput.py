@@ -13,6 +13,12 @@ Measures, per device (CUDA only when available; bf16 autocast there, as in train
 - ``full, frozen emb.``: the same with the word embeddings frozen (the ``quick`` preset);
 - ``lora``: LoRA adapters (r 8) + head.
 
+``--pair DATASET`` instead trains the default pair (``vanilla`` and ``fine-tuned``, ``quick``
+preset, all participants: what the app's first run trains) into ``--models-dir`` (default: a
+temporary folder) and prints the wall-clock and CPU time of each model and of the pair, the load
+average before and after, each checkpoint's size on disk (hard links counted once) and the
+encoder's relative change ``||dtheta|| / ||theta||`` from the card.
+
 Windows are random 20-word windows of the packaged reading story; the head predicts
 ``--units`` outputs (20,484 = fsaverage5). Prints a table; the first ``--warmup`` steps of
 each row are not timed. ``CPU s/batch`` is the process CPU time (all threads) per batch: on a
@@ -127,6 +133,60 @@ def bench_device(device: str, args) -> list[tuple[str, str, float, float, float]
     return rows
 
 
+def disk_size(folder: Path) -> int:
+    """Bytes on disk of a folder's files, each inode counted once (hard links share)."""
+    seen, total = set(), 0
+    for f in Path(folder).rglob("*"):
+        if f.is_file():
+            st = f.stat()
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_blocks * 512
+    return total
+
+
+def bench_pair(args) -> int:
+    """Train the default pair and print its wall time, CPU time and disk size."""
+    import json
+    import os
+    import tempfile
+
+    from brainviz.tuning import TrainConfig, train
+    from brainviz.tuning.pair import PAIR, PAIR_NAMES
+
+    root = Path(args.models_dir) if args.models_dir else Path(tempfile.mkdtemp(prefix="pair-"))
+    load0 = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
+    rows = []
+    for variant in PAIR:
+        out = root / (PAIR_NAMES[variant] + args.suffix)
+        cfg = TrainConfig(dataset=args.pair, variant=variant, out=str(out), preset="quick", overwrite=True,
+                          shuffle_targets=args.shuffle_targets)
+        t, c = time.perf_counter(), time.process_time()
+        ch0 = os.times()
+        train(cfg, bar=False)
+        ch1 = os.times()
+        wall = time.perf_counter() - t
+        cpu = time.process_time() - c + (ch1.children_user - ch0.children_user) + (ch1.children_system - ch0.children_system)
+        card = json.loads((out / "card.json").read_text())
+        change = (card["metrics"].get("encoder_change") or {}).get("relative_l2_mean")
+        rows.append((variant, wall, cpu, disk_size(out), change, out))
+    load1 = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
+    print(f"default pair on {args.pair} (quick preset, all participants, all folds); torch threads={torch_threads()}")
+    print(f"load average before: {load0}   after: {load1}   (a shared machine inflates wall time)")
+    print(f"{'model':<12} {'wall s':>8} {'CPU s':>8} {'disk MB':>8} {'||dθ||/||θ||':>13}  folder")
+    for v, wall, cpu, size, change, out in rows:
+        ch = "-" if change is None else f"{change:.4f}"
+        print(f"{v:<12} {wall:>8.1f} {cpu:>8.1f} {size / 1e6:>8.1f} {ch:>13}  {out}")
+    print(f"{'pair':<12} {sum(r[1] for r in rows):>8.1f} {sum(r[2] for r in rows):>8.1f} {sum(r[3] for r in rows) / 1e6:>8.1f}")
+    return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -139,7 +199,13 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
+    p.add_argument("--pair", default=None, metavar="DATASET", help="train and time the default pair on DATASET")
+    p.add_argument("--models-dir", default=None, help="--pair: where to write the pair (default: a temp folder)")
+    p.add_argument("--suffix", default="", help="--pair: appended to the checkpoint names")
+    p.add_argument("--shuffle-targets", action="store_true", help="--pair: the null control (shuffled targets)")
     args = p.parse_args(argv)
+    if args.pair:
+        return bench_pair(args)
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "n/a"
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     rows = []

@@ -1,4 +1,4 @@
-"""Compare: models A vs B, 20-vs-20 on paired draws, paired test across seeds, FDR; cortical
+"""Compare: models A vs B, 20-vs-20 on paired draws, seeds averaged, group or participant-level test, FDR; cortical
 maps, flat map with selection, single-model maps, Fig. 2 curves, ROI bars and exports."""
 
 from brainviz.app_support import router
@@ -8,7 +8,6 @@ router.ensure()
 import numpy as np
 import streamlit as st
 
-from brainviz import jobs, paths
 from brainviz.app_support import compute, resources, state, sidebar
 from brainviz.viz import cortex, curves, export, flatmap
 
@@ -20,18 +19,9 @@ state.page_title("Compare models", simulated=sim)
 models = ctx["models"]
 state.require_dataset(summ)
 if len(models) < 1:
-    st.warning("No checkpoint with held-out predictions yet.")
-    st.write("Brain-tune a `quick` **vanilla** and **fine-tuned** pair on the first selected participant "
-             "in the background (a few minutes per model on a CPU); follow them on the **Models** page.")
-    pid0 = (ctx["participants"] or summ["participants"])[:1]
-    if st.button("Brain-tune a quick vanilla + fine-tuned pair", key="quick_pair"):
-        for variant in ("vanilla", "fine-tuned"):
-            out = paths.models_dir() / f"{variant}-quick"
-            if out.exists():
-                continue
-            jobs.start_training(dataset=ctx["dataset_path"], variant=variant, out=str(out),
-                                participants=pid0, preset="quick")
-        st.success("Started; see the Models page for progress.")
+    from brainviz.app_support.first_run import offer_default_pair
+
+    offer_default_pair(ctx)  # the default pair, all participants; inline progress; sets A and B when done
     state.stop()
 
 model_a, model_b = ctx["model_a"], ctx["model_b"]
@@ -48,20 +38,41 @@ st.markdown(f"**A** = `{model_a}` · **B** = `{model_b}` · participants: {', '.
 
 with st.expander("Comparison settings", expanded=False):
     c = st.columns(5)
-    state.widget_value("cmp_n", 1000, qp="n")
+    state.widget_value("cmp_n", 1000, qp="n", min_value=10, max_value=10000)
     n_samples = c[0].number_input("20-vs-20 draws per run", min_value=10, max_value=10000, step=50, key="cmp_n")
-    state.widget_value("cmp_k", 20, qp="k")
+    state.widget_value("cmp_k", 20, qp="k", min_value=2, max_value=100)
     k = c[1].number_input("k (rows per draw)", min_value=2, max_value=100, key="cmp_k")
-    state.widget_value("cmp_test", "ttest", qp="test", options=["ttest", "wilcoxon"])
-    test = c[2].selectbox("Paired test", ["ttest", "wilcoxon"], key="cmp_test")
     state.widget_value("cmp_fdr", "bh", qp="fdr", options=["bh", "by", "none"])
-    fdr = c[3].selectbox("FDR", ["bh", "by", "none"], key="cmp_fdr")
-    state.widget_value("cmp_seed", 0, qp="seed")
-    seed = c[4].number_input("draw seed", min_value=0, step=1, key="cmp_seed")
+    fdr = c[2].selectbox("FDR", ["bh", "by", "none"], key="cmp_fdr")
+    state.widget_value("cmp_seed", 0, qp="seed", min_value=0)
+    seed = c[3].number_input("draw seed", min_value=0, step=1, key="cmp_seed")
+    alpha_opts = [0.001, 0.01, 0.05, 0.1]
+    state.widget_value("cmp_alpha", 0.05, qp="alpha", options=alpha_opts)
+    test_alpha = c[4].selectbox("significance level (q ≤)", alpha_opts, key="cmp_alpha")
+    c = st.columns(4)
+    level_opts = ["group", "participant"] if len(pids) >= 2 else ["participant"]
+    state.widget_value("cmp_level", level_opts[0], qp="level", options=level_opts)
+    level = c[0].selectbox("Test level", level_opts, key="cmp_level",
+                           help="group: random effects across participants (does A predict brains better than B?); "
+                                "participant: within each participant, across blocks of held-out TRs or runs. "
+                                "Seeds are averaged, never used as samples.")
+    test_opts = {"group": ["ttest", "sign-flip"],
+                 "participant": ["block-sign-flip", "runs-ttest", "paper-initializations"]}[level]
+    state.widget_value("cmp_test", test_opts[0], qp="test", options=test_opts)
+    test = c[1].selectbox("Test", test_opts, key="cmp_test",
+                          help="paper-initializations = the 2019 paper's t-test across seeds on one test set: it "
+                               "measures training stability and fails our calibration as a test of A vs B.")
+    state.widget_value("cmp_nperm", 10000, qp="nperm", min_value=100, max_value=100000)
+    n_perm = c[2].number_input("sign flips (permutation tests)", min_value=100, max_value=100000, step=1000,
+                               key="cmp_nperm")
+    state.widget_value("cmp_block", 20.0, qp="block", min_value=4.0, max_value=120.0)
+    block_s = c[3].number_input("block length (s, block-sign-flip)", min_value=4.0, max_value=120.0, step=2.0,
+                                key="cmp_block")
 
 from brainviz.evaluation import CompareConfig  # noqa: E402
 
-config = CompareConfig(k=int(k), n_samples=int(n_samples), seed=int(seed), test=test, fdr=fdr, alpha=0.05)
+config = CompareConfig(k=int(k), n_samples=int(n_samples), seed=int(seed), level=level, test=test, fdr=fdr,
+                       alpha=float(test_alpha), n_permutations=int(n_perm), block_seconds=float(block_s))
 run_key = (path_a, path_b, tuple(pids), config.key())
 state.widget_value("cmp_done", 0, qp="run")
 have = st.session_state.get("compare", {}).get("key") == run_key
@@ -79,7 +90,8 @@ if clicked or auto:
             status.update(label=f"Comparison failed: {exc}", state="error")
             state.stop()
         maps = compute.comparison_maps(result, (model_a, model_b))
-        st.session_state["compare"] = {"key": run_key, "maps": maps, "from_cache": result.meta.get("from_cache")}
+        st.session_state["compare"] = {"key": run_key, "maps": maps, "result": result,
+                                       "from_cache": result.meta.get("from_cache")}
         st.session_state["cmp_done"] = 1
         status.update(label="Comparison ready" + (" (from cache)" if result.meta.get("from_cache") else ""),
                       state="complete", expanded=False)
@@ -92,34 +104,46 @@ maps: compute.CompareMaps = res["maps"]
 names = maps.names
 
 # ---- display controls ---------------------------------------------------------------
-c = st.columns(4)
+c = st.columns(3)
 q_opts = [0.001, 0.005, 0.01, 0.05, 0.1, 1.0]
-state.widget_value("cmp_q", 0.05, qp="q", options=q_opts)
-alpha = c[0].select_slider("Show q <", q_opts, key="cmp_q")
-view_opts = ["mean over participants"] + list(maps.participants)
+state.widget_value("cmp_q", maps.alpha if maps.alpha in q_opts else 0.05, qp="q", options=q_opts)
+alpha = c[0].select_slider("Display threshold: show q <", q_opts, key="cmp_q",
+                           help="Only changes what the maps show. 'Significant' is fixed by the test and its level "
+                                "in Comparison settings.")
+group_ok = maps.group is not None
+view_opts = (["group (all participants)"] if group_ok else []) + list(maps.participants)
 state.widget_value("cmp_vp", view_opts[0], qp="vp", options=view_opts)
 who = c[1].selectbox("Participant", view_opts, key="cmp_vp")
-participant = None if who == view_opts[0] else who
-state.widget_value("cmp_min", 1, qp="min")
-min_count = c[2].number_input("significant in ≥ N participants", min_value=1, max_value=max(1, len(maps.participants)),
-                              key="cmp_min", disabled=participant is not None)
+participant = None if (group_ok and who == view_opts[0]) else who
 atlas_opts = resources.atlas_options(ctx["dataset_path"])
 state.widget_value("cmp_atlas", "planted regions" if "planted regions" in atlas_opts else "none", qp="atlas",
                    options=atlas_opts)
-atlas_name = c[3].selectbox("Outline / ROIs", atlas_opts, key="cmp_atlas")
+atlas_name = c[2].selectbox("Outline / ROIs", atlas_opts, key="cmp_atlas")
 atlas = resources.atlas(atlas_name, ctx["dataset_path"])
 
-values, mask = maps.map("diff", participant, alpha, int(min_count))
-m = st.columns(4)
+values, mask = maps.map("diff", participant, alpha)
+sig = maps.significant(participant)
+tested_by = maps.summary.get("test") if participant is None else maps.summary.get("participant_test")
+m = st.columns(5)
 m[0].metric("units", maps.n_units)
-m[1].metric(f"shown (q < {alpha:g})", int(mask.sum()))
-m[2].metric(f"{names[0]} better", int((mask & (values > 0)).sum()))
-m[3].metric(f"{names[1]} better", int((mask & (values < 0)).sum()))
+m[1].metric(f"significant (q ≤ {maps.alpha:g})", int(sig.sum()))
+m[2].metric(f"{names[0]} better (significant)", int((sig & (values > 0)).sum()))
+m[3].metric(f"{names[1]} better (significant)", int((sig & (values < 0)).sum()))
+m[4].metric(f"shown (q < {alpha:g})", int(mask.sum()))
+st.caption(f"Test: **{tested_by}** ({'group' if participant is None else 'participant'} level) · "
+           + maps.describe())
+if participant is None and maps.summary.get("explanation"):
+    st.info(maps.summary["explanation"])
+elif participant is not None and not sig.any():
+    from brainviz.evaluation.compare import explain_empty  # noqa: E402
+
+    st.info(explain_empty({participant: res["result"].tests[participant]}, "participant",
+                          maps.summary.get("sample_sizes", {})))
 
 surface = maps.n_units == 20484
 tabs = state.lazy_tabs(["Cortex 3-D", "Flat map + selection", "Single model", "Fig. 2 curves", "ROIs", "Export"],
                        key="cmp_tab", qp="tab")
-title = f"{names[0]} − {names[1]} (20-vs-20 accuracy), q < {alpha:g}, {who}"
+title = f"{names[0]} − {names[1]} (20-vs-20 accuracy), {tested_by}, shown q < {alpha:g}, {who}"
 
 with tabs[0]:
     if state.tab_open(tabs[0]):
@@ -160,7 +184,7 @@ with tabs[1]:
                 s[1].metric("mean Δ", f"{np.nanmean(df['diff']):+.4f}")
                 s[2].metric(f"mean acc {names[0]}", f"{np.nanmean(df['acc_a']):.3f}")
                 s[3].metric(f"mean acc {names[1]}", f"{np.nanmean(df['acc_b']):.3f}")
-                s[4].metric(f"significant (q < {alpha:g})", int(df["significant"].sum()))
+                s[4].metric(f"significant (q ≤ {maps.alpha:g})", int(df["significant"].sum()))
                 st.dataframe(df, hide_index=True, width="stretch", height=300)
                 st.download_button("Selection as CSV", export.table_csv(df, sim),
                                    export.filename("selection", "csv", sim), "text/csv", key="dl_sel")
@@ -184,18 +208,23 @@ with tabs[2]:
             from brainviz.evaluation import EvaluateConfig
             from brainviz.evaluation.compare import evaluate_model
 
-            ekey = (path_s, metric, tuple(maps.participants), config.n_samples)
+            ecfg = EvaluateConfig(metric=metric, n_samples=int(n_samples), alpha=config.alpha, fdr=config.fdr,
+                                  level="group" if participant is None and group_ok else "participant",
+                                  n_permutations=config.n_permutations, block_seconds=config.block_seconds)
+            ekey = (path_s, tuple(maps.participants), ecfg.key())
             if st.session_state.get("evaluate", {}).get("key") != ekey:
                 with st.status(f"Evaluating {name_s} ({metric})…") as s:
-                    ev = evaluate_model(path_s, EvaluateConfig(metric=metric, n_samples=int(n_samples)),
-                                        participants=maps.participants)
+                    ev = evaluate_model(path_s, ecfg, participants=maps.participants)
                     st.session_state["evaluate"] = {"key": ekey, "result": ev}
                     s.update(label="done", state="complete")
             ev = st.session_state["evaluate"]["result"]
             pp = maps.participants if participant is None else [participant]
             vals_s = np.nanmean(np.stack([ev.mean_score(p) for p in pp]), axis=0)
-            mask_s = np.sum([np.isfinite(ev.tests[p].q) & (ev.tests[p].q < alpha) for p in pp], axis=0) >= 1
+            etest = ev.group if (participant is None and ev.group is not None) else ev.tests[pp[0]]
+            mask_s = np.isfinite(etest.q) & (etest.q < alpha)
             label = metric
+            st.caption(f"Against chance: **{etest.test}**, {ecfg.fdr.upper()} FDR; significant (q ≤ {ecfg.alpha:g}): "
+                       f"{etest.n_significant} of {etest.n_tested} units; shown: q < {alpha:g}.")
         st.metric("mean over units", f"{np.nanmean(vals_s):.4f}")
         if surface:
             fig_s = cortex.cortical_map(vals_s, mask=mask_s, symmetric=False, colorscale="YlOrRd",
@@ -223,9 +252,13 @@ with tabs[4]:
         elif not surface:
             st.info("ROIs need fsaverage5 data.")
         else:
-            table = compute.roi_table(maps, atlas, participant, alpha)
+            table = compute.roi_table(res["result"], atlas, participant)
             st.plotly_chart(curves.roi_bars(table, names=names, simulated=sim), key="cmp_roi")
+            st.caption(f"One test per ROI (units averaged within the ROI), FDR over ROIs: **{table['test'].iloc[0]}**, "
+                       f"n = {int(table['n'].iloc[0])}; error bars: SE across participants.")
             st.dataframe(table, hide_index=True, width="stretch")
+            st.download_button("ROI table (CSV)", lambda: export.table_csv(table, sim),
+                               export.filename("roi_tests", "csv", sim), "text/csv", key="dl_roi")
 
 with tabs[5]:
     if state.tab_open(tabs[5]):
@@ -233,7 +266,9 @@ with tabs[5]:
         st.markdown("**Maps and tables** (files are built when you click)")
 
         def all_maps():
-            out = {"diff": values, "shown": mask.astype(float)}
+            out = {"diff": values, "significant": sig.astype(float), "shown": mask.astype(float)}
+            if maps.group is not None:
+                out["q_group"] = maps.group["q"]
             for pid in maps.participants:
                 out[f"acc_a_{pid}"] = maps.acc_a[pid]
                 out[f"acc_b_{pid}"] = maps.acc_b[pid]
@@ -246,7 +281,8 @@ with tabs[5]:
                                   export.filename(stem + "_maps", "csv", sim), "text/csv", key="dl_maps")
             cc[1].download_button("A − B map (GIfTI lh/rh, zip)",
                                   lambda: export.maps_gifti_zip(values, name=f"{stem}_diff", simulated=sim,
-                                                                meta={"alpha": alpha,
+                                                                meta={"test": str(tested_by), "alpha": maps.alpha,
+                                                                      "display_q": alpha,
                                                                       "participants": ",".join(maps.participants)}),
                                   export.filename(stem + "_gifti", "zip", sim), "application/zip", key="dl_gii")
         cc[2].download_button("Per-unit table (CSV)", lambda: export.table_csv(maps.frame(participant, alpha), sim),

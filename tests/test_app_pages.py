@@ -206,17 +206,16 @@ def test_compare_page_runs_and_fills_state(env):
 
 
 def test_compare_page_without_checkpoints_offers_training(env, monkeypatch, tmp_path):
-    from brainviz import jobs
+    from brainviz.app_support import first_run
 
     monkeypatch.setenv("BRAINVIZ_MODELS", str(tmp_path / "empty"))
     started = []
-    monkeypatch.setattr(jobs, "start_training", lambda **kw: started.append(kw) or {"id": "x"})
+    monkeypatch.setattr(first_run, "start_pair", lambda dataset: started.append(dataset) or {"id": "x"})
     at = _app().run()
     _open(at, "compare")
-    at.button(key="quick_pair").click().run()
+    at.button(key="first_run_pair").click().run()
     _ok(at)
-    assert [s["variant"] for s in started] == ["vanilla", "fine-tuned"]
-    assert all(s["preset"] == "quick" for s in started)
+    assert len(started) == 1 and started[0].endswith("reading")  # the default pair, all participants
 
 
 def test_attention_page(env):

@@ -77,11 +77,29 @@ def tokenize_windows(tokenizer, windows: Sequence[Sequence[str]], max_length: in
     return TokenizedWindows(ids, word_ids, int(pad))
 
 
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str = "cls") -> torch.Tensor:
+    """Head input of each window from the last layer's hidden states (B, T, H).
+
+    ``"cls"``: the first ([CLS]) token, as in Schwartz et al. (2019); ``"mean"``: the mean over
+    the window's real tokens (padding excluded; [CLS]/[SEP] included, as sentence-transformers
+    pools all-MiniLM-L6-v2).
+    """
+    if how == "cls":
+        return hidden[:, 0]
+    if how == "mean":
+        if attention_mask is None:
+            return hidden.mean(dim=1)
+        m = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
+    raise ValueError(f"unknown pooling {how!r}; expected 'cls' or 'mean'")
+
+
 class BrainModel(nn.Module):
     """Encoder + :class:`~brainviz.models.heads.BrainHeads`.
 
     ``forward`` returns ``{"cls": (B, H), "fmri": (B, n_fmri_out), "meg": (M, n_meg_out)}``
-    (keys present when the head exists / MEG token positions are given).
+    (keys present when the head exists / MEG token positions are given); ``"cls"`` is the
+    fMRI head's input (the [CLS] state or the mean over tokens, see :func:`pool`).
     """
 
     def __init__(self, encoder: nn.Module, heads: BrainHeads):
@@ -92,6 +110,14 @@ class BrainModel(nn.Module):
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Last-layer hidden states (B, T, H)."""
         return self.encoder(**batch).last_hidden_state
+
+    @property
+    def pooling(self) -> str:
+        return getattr(self.heads.fmri, "pooling", "cls") if self.heads.fmri is not None else "cls"
+
+    def pooled(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The fMRI head's input (B, H) from hidden states (B, T, H)."""
+        return pool(hidden, batch.get("attention_mask"), self.pooling)
 
     def heads_forward(
         self,
@@ -116,8 +142,9 @@ class BrainModel(nn.Module):
         token_hidden = None
         if meg_positions is not None and len(meg_positions):
             token_hidden = hidden[meg_positions[:, 0], meg_positions[:, 1]]
-        out = self.heads_forward(hidden[:, 0], token_hidden, meg_features)
-        out["cls"] = hidden[:, 0]
+        pooled = self.pooled(hidden, batch)
+        out = self.heads_forward(pooled, token_hidden, meg_features)
+        out["cls"] = pooled
         return out
 
     @torch.no_grad()
@@ -139,9 +166,9 @@ class BrainModel(nn.Module):
         try:
             for start in range(0, len(tok), batch_size):
                 batch = tok.batch(range(start, min(start + batch_size, len(tok))), device)
-                chunks.append(self.heads_forward(self.encode(batch)[:, 0])["fmri"].float().cpu())
+                chunks.append(self.heads_forward(self.pooled(self.encode(batch), batch))["fmri"].float().cpu())
         finally:
             self.train(was_training)
-        full = torch.cat(chunks).numpy().astype(np.float32)
+        full = torch.cat(chunks)
         head = self.heads.fmri
-        return {name: np.ascontiguousarray(full[:, slice(*head.splits[name])]) for name in head.names}
+        return {name: np.ascontiguousarray(head.block(full, name).numpy().astype(np.float32)) for name in head.names}

@@ -28,24 +28,41 @@ def add_parser(subparsers) -> None:
     p.add_argument("--loss", choices=LOSSES, default="mse")
     p.add_argument("--lora", action="store_true", help="LoRA (r 8, alpha 32, dropout 0.1) instead of full fine-tuning")
     p.add_argument("--epochs", nargs="+", type=int, default=(), metavar="N", help="override the epochs of every stage")
-    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--lr", type=float, default=None, help="encoder learning rate (default: preset; paper 5e-5)")
     p.add_argument("--head-lr", type=float, default=None, help="learning rate of the heads (default: preset)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=None, help="max tokens per window (default: preset)")
-    p.add_argument("--head-mode", choices=("split", "shared"), default="split",
-                   help="several fMRI participants: one column block each (split) or one shared block")
+    p.add_argument("--head-mode", choices=("split", "shared", "shared+split"), default=None,
+                   help="several fMRI participants: one column block each (split), one shared block, or shared + "
+                        "participant-specific blocks (default: preset; paper split, quick shared)")
+    p.add_argument("--pooling", choices=("cls", "mean"), default=None,
+                   help="head input: [CLS] hidden state (the paper) or mean over tokens (default: preset)")
+    p.add_argument("--together", dest="together", action="store_true", default=None,
+                   help="vanilla/fine-tuned: all participants in one fit (quick's default)")
+    p.add_argument("--per-participant", dest="together", action="store_false",
+                   help="vanilla/fine-tuned: one fit per participant (paper's default)")
+    p.add_argument("--keep-weights", choices=("all", "first"), default=None,
+                   help="keep the weights of every fit, or of each seed's first fold only (default: preset)")
+    p.add_argument("--predictions-dtype", choices=("float16", "float32"), default=None,
+                   help="held-out predictions on disk (default: preset; paper float32, quick float16)")
     p.add_argument("--no-meg", dest="meg", action="store_false", help="joint: fMRI participants only")
     p.add_argument("--source", default="auto", help="participant-transfer: participant to tune on (default: most predictable)")
-    p.add_argument("--roi-mask", default=None, metavar="FILE.npy", help="boolean mask or indices of the units to predict")
+    p.add_argument("--roi-mask", default=None, metavar="FILE.npy|planted|language:DIR",
+                   help="units to predict: a boolean mask / indices file, 'planted' (simulated ground truth) or "
+                        "'language:DIR' (language parcels atlas fetched to DIR)")
     p.add_argument("--shuffle-targets", action="store_true", help="null control: shuffle fMRI in time within run")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace --out once the new checkpoint is complete")
     p.add_argument("--progress-file", default=None, metavar="PATH", help="append JSON lines {fraction, message}")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from brainviz.data._cli_preprocess import add_preprocess_arguments
+
+    add_preprocess_arguments(p)
     p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace):
+    from brainviz.data._cli_preprocess import preprocess_overrides
     from brainviz.tuning.config import TrainConfig
 
     return TrainConfig(
@@ -53,8 +70,11 @@ def config_from_args(args: argparse.Namespace):
         participants=tuple(args.participants), folds=tuple(args.folds), seeds=tuple(args.seeds),
         preset=args.preset, loss=args.loss, lora=args.lora, epochs=tuple(args.epochs), lr=args.lr,
         head_lr=args.head_lr, batch_size=args.batch_size, max_length=args.max_length,
-        head_mode=args.head_mode, meg=args.meg, source=args.source, roi_mask=args.roi_mask,
+        head_mode=args.head_mode, pooling=args.pooling, together=args.together, keep_weights=args.keep_weights,
+        predictions_dtype=args.predictions_dtype,
+        meg=args.meg, source=args.source, roi_mask=args.roi_mask,
         shuffle_targets=args.shuffle_targets, device=args.device, overwrite=args.overwrite,
+        preprocess=preprocess_overrides(args),
     )
 
 

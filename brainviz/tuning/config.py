@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from typing import Any
 
 from brainviz.config import ConfigError, JobConfig
@@ -39,20 +41,37 @@ class TrainConfig(JobConfig):
     epochs : tuple of int
         Overrides the preset's epochs of every stage of the variant (see ``variants.STAGES``).
     lr, head_lr, batch_size, weight_decay, warmup, dropout :
-        AdamW learning rate (heads use ``head_lr`` when set), batch size, weight decay (not on
-        biases and LayerNorm), warm-up share of the steps of each stage, head dropout.
+        AdamW learning rate of the encoder (None: the preset's, 5e-5 in ``paper``; heads use
+        ``head_lr`` when set), batch size, weight decay (not on biases and LayerNorm), warm-up
+        share of the steps of each stage, head dropout.
     max_length, meg_fraction, meg_stride, freeze_embeddings :
         None = the preset's value (``variants.SETTINGS``).
-    head_mode : str
-        ``split`` (one block of output columns per participant) or ``shared`` (one block for
-        all participants; needs equal unit counts, i.e. a common space).
+    head_mode : str or None
+        ``split`` (one block of output columns per participant), ``shared`` (one block for
+        all participants; needs equal unit counts, i.e. a common space) or ``shared+split``
+        (shared block + a participant-specific one, summed). None: the preset's (``paper``
+        split, ``quick`` shared, falling back to split when the spaces differ).
+    pooling : str or None
+        Head input: ``cls`` (the [CLS] hidden state, the paper) or ``mean`` (mean over the
+        window's tokens). None: the preset's.
+    together : bool or None
+        vanilla / fine-tuned: train all participants in one fit (``quick``) rather than one
+        fit per participant (``paper``). None: the preset's.
+    keep_weights : str or None
+        ``all`` (weights of every fit) or ``first`` (each seed's first fold only; all held-out
+        predictions are kept). None: the preset's.
+    predictions_dtype : str or None
+        ``float32`` (bit-exact held-out scores) or ``float16`` (half the disk; Pearson r changes
+        by < 1e-3 and a 20-vs-20 accuracy by at most a draw or two in 1,000). None: the preset's.
     meg : bool
         ``joint`` only: include the MEG participants (False: multi-participant fMRI tuning).
     source : str
         ``participant-transfer``: the participant to tune on, or ``auto`` = the most
         predictable one (ridge on the frozen encoder's features, training runs only).
     roi_mask : str or None
-        ``.npy`` file with a boolean mask (or integer indices) of the units to predict.
+        Units to predict: a ``.npy`` file with a boolean mask (or integer indices),
+        ``planted`` (simulated data: the ground truth's planted regions) or ``language:DIR``
+        (the language parcels atlas fetched to DIR).
     shuffle_targets : bool
         Null control: permute every participant's training targets in time within run.
     preprocess : dict
@@ -77,7 +96,7 @@ class TrainConfig(JobConfig):
     lora_alpha: int = 32
     lora_dropout: float = 0.1
     epochs: tuple[int, ...] = ()
-    lr: float = 5e-5
+    lr: float | None = None
     head_lr: float | None = None
     batch_size: int = 32
     weight_decay: float = 0.01
@@ -87,7 +106,11 @@ class TrainConfig(JobConfig):
     meg_fraction: float | None = None
     meg_stride: int | None = None
     freeze_embeddings: bool | None = None
-    head_mode: str = "split"
+    head_mode: str | None = None
+    pooling: str | None = None
+    together: bool | None = None
+    keep_weights: str | None = None
+    predictions_dtype: str | None = None
     meg: bool = True
     source: str = "auto"
     roi_mask: str | None = None
@@ -108,12 +131,30 @@ class TrainConfig(JobConfig):
             raise ConfigError(f"{name}.preset: unknown preset {self.preset!r}; expected one of {PRESETS}")
         if self.loss not in LOSSES:
             raise ConfigError(f"{name}.loss: unknown loss {self.loss!r}; expected one of {LOSSES}")
-        from brainviz.models.heads import HEAD_MODES
+        from brainviz.models.heads import HEAD_MODES, POOLINGS
 
-        if self.head_mode not in HEAD_MODES:
+        if self.head_mode is not None and self.head_mode not in HEAD_MODES:
             raise ConfigError(f"{name}.head_mode: unknown mode {self.head_mode!r}; expected one of {HEAD_MODES}")
+        if self.pooling is not None and self.pooling not in POOLINGS:
+            raise ConfigError(f"{name}.pooling: unknown pooling {self.pooling!r}; expected one of {POOLINGS}")
+        if self.keep_weights is not None and self.keep_weights not in ("all", "first"):
+            raise ConfigError(f"{name}.keep_weights: expected 'all' or 'first', got {self.keep_weights!r}")
+        if self.predictions_dtype is not None and self.predictions_dtype not in ("float16", "float32"):
+            raise ConfigError(f"{name}.predictions_dtype: expected 'float16' or 'float32', got {self.predictions_dtype!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"{name}.lr: must be > 0, got {self.lr}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"{name}.device: expected auto, cpu or cuda, got {self.device!r}")
+        for field in ("lr", "head_lr", "weight_decay", "warmup", "dropout", "lora_dropout", "lora_alpha", "meg_fraction"):
+            value = getattr(self, field, None)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)):
+                raise ConfigError(f"{name}.{field}: must be a finite number, got {value!r}")
+        for field in ("batch_size", "lora_r", "max_length", "meg_stride"):
+            value = getattr(self, field, None)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise ConfigError(f"{name}.{field}: must be an integer, got {value!r}")
+        if any(isinstance(e, bool) or not isinstance(e, numbers.Integral) for e in self.epochs):
+            raise ConfigError(f"{name}.epochs: must be integers, got {list(self.epochs)}")
         if not self.seeds:
             raise ConfigError(f"{name}.seeds: at least one seed is required")
         if len(set(self.seeds)) != len(self.seeds):
@@ -122,7 +163,7 @@ class TrainConfig(JobConfig):
             raise ConfigError(f"{name}.participants: duplicates in {list(self.participants)}")
         if len(set(self.folds)) != len(self.folds):
             raise ConfigError(f"{name}.folds: duplicates in {list(self.folds)}")
-        for field, value in (("lr", self.lr), ("batch_size", self.batch_size), ("lora_r", self.lora_r)):
+        for field, value in (("batch_size", self.batch_size), ("lora_r", self.lora_r)):
             if not value > 0:
                 raise ConfigError(f"{name}.{field}: must be > 0, got {value}")
         if self.head_lr is not None and not self.head_lr > 0:
@@ -142,9 +183,13 @@ class TrainConfig(JobConfig):
         if any(int(e) < 0 for e in self.epochs):
             raise ConfigError(f"{name}.epochs: must be >= 0, got {list(self.epochs)}")
         try:
-            stage_epochs(self.variant, self.preset, self.epochs)
+            epochs = stage_epochs(self.variant, self.preset, self.epochs)
         except ValueError as exc:
             raise ConfigError(f"{name}.epochs: {exc}") from None
+        final = {s: e for s, e in epochs.items() if not s.startswith(("source-", "meg-"))}
+        if sum(final.values()) < 1:
+            raise ConfigError(f"{name}.epochs: the stages that fit the fMRI heads ({', '.join(final)}) have 0 epochs, "
+                              f"which would save an untrained model; give at least 1 (got {epochs})")
         if self.variant != "joint" and not self.meg:
             raise ConfigError(f"{name}.meg: only the joint variant can leave out MEG")
         if not isinstance(self.preprocess, dict):

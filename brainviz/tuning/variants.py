@@ -28,7 +28,10 @@ from typing import Any
 
 VARIANTS = ("vanilla", "fine-tuned", "participant-transfer", "meg-transfer", "joint")
 PRESETS = ("paper", "quick")
+QUICK_LR = 2e-4          # encoder learning rate of the quick recipe (see docs/tuning.md)
+QUICK_POOLING = "mean"
 MEG_VARIANTS = ("meg-transfer", "joint")
+ALL_GROUP = "_all"  # group of a vanilla / fine-tuned fit of all participants together
 
 # Stage names of each variant, in the order of the --epochs override.
 STAGES: dict[str, tuple[str, ...]] = {
@@ -48,8 +51,8 @@ EPOCHS: dict[str, dict[str, tuple[int, ...]]] = {
         "joint": (10, 50),
     },
     "quick": {
-        "vanilla": (12,),
-        "fine-tuned": (10, 2),
+        "vanilla": (13,),
+        "fine-tuned": (10, 3),
         "participant-transfer": (2, 2, 10),
         "meg-transfer": (5, 1, 10, 1),
         "joint": (5, 2),
@@ -59,18 +62,30 @@ EPOCHS: dict[str, dict[str, tuple[int, ...]]] = {
 # Settings a preset fills in when the config leaves them at None.
 SETTINGS: dict[str, dict[str, Any]] = {
     "paper": {
+        "lr": 5e-5,               # encoder (and, with head_lr None, head) learning rate
         "max_length": 128,
         "head_lr": None,          # same as lr
         "meg_fraction": 1.0,      # share of MEG content words used as targets
         "meg_stride": 1,          # use every n-th window for MEG-only stages
         "freeze_embeddings": False,
+        "head_mode": "split",     # several participants in one fit: one column block each
+        "pooling": "cls",         # head input: the [CLS] hidden state (the paper)
+        "together": False,        # vanilla / fine-tuned: one fit per participant
+        "keep_weights": "all",    # weights of every fit are kept
+        "predictions_dtype": "float32",  # held-out predictions stored bit-exact
     },
     "quick": {
+        "lr": QUICK_LR,
         "max_length": 48,
         "head_lr": 1e-3,
         "meg_fraction": 0.5,
         "meg_stride": 4,
         "freeze_embeddings": True,
+        "head_mode": "shared",    # one map shared by all participants (needs one space)
+        "pooling": QUICK_POOLING,
+        "together": True,         # vanilla / fine-tuned: all participants in one fit
+        "keep_weights": "first",  # weights of each seed's first fold only (predictions of all)
+        "predictions_dtype": "float16",  # half the disk; scores change by < 1e-3 (docs/checkpoints.md)
     },
 }
 
@@ -132,13 +147,22 @@ def build_plan(
     seeds: list[int],
     source_of_fold: dict[str, str] | None = None,
     joint_meg: bool = True,
+    together: bool = False,
 ) -> list[FitSpec]:
-    """All fits of a training job in the order they run (seed, fold, then group)."""
+    """All fits of a training job in the order they run (seed, fold, then group).
+
+    ``together`` (vanilla / fine-tuned): one fit ``_all`` for all participants (each window
+    passes the encoder once per batch whatever the number of participants) instead of one
+    fit per participant.
+    """
     plan: list[FitSpec] = []
     for seed in seeds:
         for fold in folds:
             if variant in ("vanilla", "fine-tuned"):
                 stages = (Stage("heads", epochs["heads"]),) + ((Stage("full", epochs["full"]),) if variant == "fine-tuned" else ())
+                if together and len(participants) > 1:
+                    plan.append(FitSpec(ALL_GROUP, fold, seed, tuple(participants), (), stages, tuple(participants)))
+                    continue
                 for pid in participants:
                     plan.append(FitSpec(pid, fold, seed, (pid,), (), stages, (pid,)))
             elif variant == "participant-transfer":
