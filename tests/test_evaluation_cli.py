@@ -203,3 +203,9 @@ def test_preprocessing_flags_reach_the_targets(setup, capsys):
     assert main(base + ["--trim-start", "6", "--out", str(setup["tmp"] / "more.csv")]) == 2
     assert "preprocessing differs" in capsys.readouterr().err
     assert not (setup["tmp"] / "more.csv").exists()
+
+
+def test_cli_test_names_mirror_the_library():
+    from brainviz.evaluation import _cli_common, compare
+
+    assert _cli_common.TESTS == compare.TESTS
