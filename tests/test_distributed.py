@@ -222,3 +222,23 @@ def test_training_loop_uses_the_wrapper_for_accumulation_and_bf16(bert, tmp_path
     scale = np.abs(plain).max()
     np.testing.assert_allclose(accum, plain, rtol=0, atol=1e-4 * scale)
     assert 0 < np.abs(bf16 - plain).max() < 5e-2 * scale  # bf16 autocast ran, and stayed close
+
+
+def test_train_config_and_cli_carry_the_accelerate_settings():
+    import argparse
+
+    from brainviz.config import ConfigError
+    from brainviz.tuning._cli import add_parser, config_from_args
+    from brainviz.tuning.config import TrainConfig
+
+    cfg = TrainConfig(dataset="d", out="o", mixed_precision="bf16", grad_accum=4)
+    assert (cfg.mixed_precision, cfg.grad_accum) == ("bf16", 4)
+    for bad in ({"grad_accum": 0}, {"mixed_precision": "fp8"}):
+        with pytest.raises(ConfigError):
+            TrainConfig(dataset="d", out="o", **bad)
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", "--dataset", "d", "--variant", "fine-tuned", "--out", "o", "--grad-accum", "2",
+                              "--mixed-precision", "bf16"])
+    c = config_from_args(args)
+    assert (c.grad_accum, c.mixed_precision) == (2, "bf16")

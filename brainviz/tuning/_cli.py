@@ -52,6 +52,10 @@ def add_parser(subparsers) -> None:
                         "'language:DIR' (language parcels atlas fetched to DIR)")
     p.add_argument("--shuffle-targets", action="store_true", help="null control: shuffle fMRI in time within run")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no",
+                   help="autocast of full fine-tuning stages through HF Accelerate (bf16 on GPUs; default no)")
+    p.add_argument("--grad-accum", type=int, default=1,
+                   help="split each batch into N micro-batches with the same gradient (less memory; default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace --out once the new checkpoint is complete")
     p.add_argument("--progress-file", default=None, metavar="PATH", help="append JSON lines {fraction, message}")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -73,7 +77,8 @@ def config_from_args(args: argparse.Namespace):
         head_mode=args.head_mode, pooling=args.pooling, together=args.together, keep_weights=args.keep_weights,
         predictions_dtype=args.predictions_dtype,
         meg=args.meg, source=args.source, roi_mask=args.roi_mask,
-        shuffle_targets=args.shuffle_targets, device=args.device, overwrite=args.overwrite,
+        shuffle_targets=args.shuffle_targets, device=args.device, mixed_precision=args.mixed_precision,
+        grad_accum=args.grad_accum, overwrite=args.overwrite,
         preprocess=preprocess_overrides(args),
     )
 

@@ -78,6 +78,9 @@ class TrainConfig(JobConfig):
         Overrides of :class:`brainviz.data.PreprocessConfig` fields.
     device : str
         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    mixed_precision, grad_accum :
+        Full fine-tuning stages through HF Accelerate (:mod:`brainviz.tuning.distributed`):
+        ``no`` / ``bf16`` / ``fp16`` autocast, and micro-batches per batch (same gradient).
     overwrite : bool
         Replace an existing ``out`` when the new checkpoint is complete.
     """
@@ -117,10 +120,15 @@ class TrainConfig(JobConfig):
     shuffle_targets: bool = False
     preprocess: dict = dataclasses.field(default_factory=dict)
     device: str = "auto"
+    mixed_precision: str = "no"
+    grad_accum: int = 1
     overwrite: bool = False
 
     def validate(self) -> None:
         name = type(self).__name__
+        from brainviz.tuning.distributed import DistributedSettings
+
+        DistributedSettings.from_config(self)  # mixed_precision / grad_accum, errors name the field
         if not self.dataset:
             raise ConfigError(f"{name}.dataset: a dataset folder is required")
         if not self.out:

@@ -71,7 +71,8 @@ class DistributedSettings:
     def from_config(cls, config: Any) -> "DistributedSettings":
         """Read ``mixed_precision``, ``grad_accum`` and ``device`` of a TrainConfig (defaults when absent)."""
         return cls(mixed_precision=getattr(config, "mixed_precision", "no") or "no",
-                   grad_accum=int(getattr(config, "grad_accum", 1) or 1), device=getattr(config, "device", "auto"))
+                   grad_accum=1 if getattr(config, "grad_accum", None) is None else config.grad_accum,
+                   device=getattr(config, "device", "auto"))
 
 
 def _fresh_state() -> None:
