@@ -289,6 +289,20 @@ class _TestedResult:
                 out["buffer_trs"] = self.meta.get("buffer_trs")
         return out
 
+    def _tests_to_arrays(self, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for i, pid in enumerate(self.participants):
+            _test_to_arrays(out, f"p{i}.test", self.tests[pid])
+        if self.group is not None:
+            _test_to_arrays(out, "group.test", self.group)
+        return out
+
+    @staticmethod
+    def _tests_from_arrays(arrays: Mapping[str, np.ndarray], participants: Sequence[str]):
+        """``(tests, group)`` stored by :meth:`_tests_to_arrays`."""
+        tests = {pid: _test_from_arrays(arrays, f"p{i}.test") for i, pid in enumerate(participants)}
+        group = _test_from_arrays(arrays, "group.test") if "group.test.p" in arrays else None
+        return tests, group
+
     def explanation(self) -> str | None:
         """Why nothing is significant (None when something is)."""
         prim = self.primary
@@ -390,7 +404,7 @@ class ComparisonResult(_TestedResult):
             res = self.group
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                se = np.nanstd(d, axis=0, ddof=1) / np.sqrt(np.isfinite(d).sum(axis=0))
+                se = _se_across(d)
                 return pd.DataFrame({
                     **self.unit_columns(d.shape[1]), "acc_a": np.nanmean(a, axis=0),
                     "acc_b": np.nanmean(b, axis=0), "diff": np.nanmean(d, axis=0), "se": se, "effect": res.effect,
@@ -477,19 +491,14 @@ class ComparisonResult(_TestedResult):
 
     # -- (de)serialisation for the cache ------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
-        out = _acc_arrays(self.participants, self.runs, {"a": self.acc_a, "b": self.acc_b, "blk": self.blocks},
-                          {**self.meta, "level": self.level})
-        for i, pid in enumerate(self.participants):
-            _test_to_arrays(out, f"p{i}.test", self.tests[pid])
-        if self.group is not None:
-            _test_to_arrays(out, "group.test", self.group)
-        return out
+        return self._tests_to_arrays(_acc_arrays(
+            self.participants, self.runs, {"a": self.acc_a, "b": self.acc_b, "blk": self.blocks},
+            {**self.meta, "level": self.level}))
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], config: CompareConfig) -> "ComparisonResult":
         participants, runs, accs, meta = _acc_from_arrays(arrays, ("a", "b", "blk"))
-        tests = {pid: _test_from_arrays(arrays, f"p{i}.test") for i, pid in enumerate(participants)}
-        group = _test_from_arrays(arrays, "group.test") if "group.test.p" in arrays else None
+        tests, group = cls._tests_from_arrays(arrays, participants)
         level = meta.pop("level", "participant")
         return cls(config, participants, accs["a"], accs["b"], runs, tests, meta, accs["blk"], group, level)
 
@@ -540,7 +549,7 @@ class EvaluationResult(_TestedResult):
             res = self.group
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                se = np.nanstd(s, axis=0, ddof=1) / np.sqrt(np.isfinite(s).sum(axis=0))
+                se = _se_across(s)
                 return pd.DataFrame({
                     **self.unit_columns(s.shape[1]), "metric": self.config.metric,
                     "score": np.nanmean(s, axis=0), "se": se, "effect": res.effect, "t": res.statistic,
@@ -586,19 +595,13 @@ class EvaluationResult(_TestedResult):
         }
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        out = _acc_arrays(self.participants, self.runs, {"s": self.scores, "blk": self.blocks},
-                          {**self.meta, "level": self.level})
-        for i, pid in enumerate(self.participants):
-            _test_to_arrays(out, f"p{i}.test", self.tests[pid])
-        if self.group is not None:
-            _test_to_arrays(out, "group.test", self.group)
-        return out
+        return self._tests_to_arrays(_acc_arrays(self.participants, self.runs, {"s": self.scores, "blk": self.blocks},
+                                                 {**self.meta, "level": self.level}))
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], config: EvaluateConfig) -> "EvaluationResult":
         participants, runs, accs, meta = _acc_from_arrays(arrays, ("s", "blk"))
-        tests = {pid: _test_from_arrays(arrays, f"p{i}.test") for i, pid in enumerate(participants)}
-        group = _test_from_arrays(arrays, "group.test") if "group.test.p" in arrays else None
+        tests, group = cls._tests_from_arrays(arrays, participants)
         level = meta.pop("level", "participant")
         return cls(config, participants, accs["s"], runs, tests, meta, accs["blk"], group, level)
 
@@ -1305,8 +1308,7 @@ def roi_tests(
         level = "participant"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        se = (np.nanstd(d, axis=0, ddof=1) / np.sqrt(np.isfinite(d).sum(axis=0))) if len(pids) > 1 \
-            else np.full(d.shape[1], np.nan)
+        se = _se_across(d) if len(pids) > 1 else np.full(d.shape[1], np.nan)
         return pd.DataFrame({
             "roi": [nm for _, nm in keep], "label": [lab for lab, _ in keep],
             "n_units": [int(np.sum(labels == lab)) for lab, _ in keep],
@@ -1339,6 +1341,11 @@ def _recording_info(scan: dict, pids: Sequence[str], dataset, targets) -> tuple[
     if space is not None and getattr(space, "kind", None) == "rois" and getattr(space, "roi_names", None):
         names = [str(n) for n in space.roi_names]
     return tr, names, ({} if recs else {"tr_assumed": True})
+
+
+def _se_across(x: np.ndarray) -> np.ndarray:
+    """Standard error of the mean over axis 0 (participants), NaN-aware."""
+    return np.nanstd(x, axis=0, ddof=1) / np.sqrt(np.isfinite(x).sum(axis=0))
 
 
 def _shared_unit_names(names: Mapping[str, list[str] | None], pids: Sequence[str]) -> dict[str, list[str]]:
