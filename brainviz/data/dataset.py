@@ -224,12 +224,15 @@ class Dataset:
         fmri: dict[str, FMRIRecording] | None = None,
         meg: dict[str, MEGRecording] | None = None,
         path: Path | None = None,
+        audio: dict[str, Any] | None = None,
     ):
         self.meta = meta
         self.stimulus = stimulus.reset_index(drop=True)
         self.fmri = dict(fmri or {})
         self.meg = dict(meg or {})
         self.path = Path(path) if path is not None else None
+        # run -> brainviz.data.audio.AudioTrack (listening datasets with sound; issue 15)
+        self.audio = dict(audio or {})
 
     # -- convenience ------------------------------------------------------------------
     @property
@@ -307,6 +310,10 @@ class Dataset:
                 parts.append(["fmri", pid, rec.tr, [dataclasses.asdict(r) for r in rec.runs], rec.space.to_manifest(), np.asarray(rec.data)])
             for pid, rec in sorted(self.meg.items()):
                 parts.append(["meg", pid, rec.bin_width, list(rec.sensors), np.asarray(rec.word_index), np.asarray(rec.data)])
+        if self.audio:  # issue 15: the sound is part of the stimulus
+            from brainviz.data.audio import audio_file_hashes
+
+            parts.extend(audio_file_hashes(self.audio))
         return content_hash(*parts)
 
     def summary(self) -> dict[str, Any]:
@@ -349,6 +356,10 @@ class Dataset:
         for pid, rec in self.meg.items():
             f = (self.path / "meg" / f"{pid}.npy") if self.path else f"meg[{pid}]"
             _validate_meg(rec, f, where, n_words, check_values)
+        if self.audio:  # issue 15
+            from brainviz.data.audio import validate_tracks
+
+            validate_tracks(self.audio, self.stimulus, where)
 
     # -- saving -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -404,6 +415,10 @@ class Dataset:
                 "space": space_entry,
                 "participants": participants,
             }
+            if self.audio:  # issue 15: one 16 kHz mono FLAC per run under audio/
+                from brainviz.data.audio import write_tracks
+
+                manifest["audio"] = write_tracks(tmp, self.audio)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
             if self.path is not None and (self.path / "ground_truth").is_dir() and self.path.resolve() != path.resolve():
                 import shutil
@@ -509,7 +524,12 @@ def load_dataset(path: str | os.PathLike, *, check_values: bool = True, mmap: bo
         word_index = _int_array(entry.get("word_index", list(range(data.shape[0]))), mf, f"{fld}.word_index")
         meg[pid] = MEGRecording(pid, data, _number(entry["bin_width"], mf, f"{fld}.bin_width"),
                                 [str(x) for x in entry["sensors"]], word_index)
-    ds = Dataset(meta, stimulus, fmri, meg, path=root)
+    audio = None
+    if manifest.get("audio") is not None:  # issue 15: optional; older datasets have none
+        from brainviz.data.audio import tracks_from_manifest
+
+        audio = tracks_from_manifest(manifest["audio"], root, mf)
+    ds = Dataset(meta, stimulus, fmri, meg, path=root, audio=audio)
     ds.validate(check_values=check_values)
     return ds
 

@@ -57,6 +57,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--grad-accum", type=int, default=1,
                    help="split each batch into N micro-batches with the same gradient (less memory; default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace --out once the new checkpoint is complete")
+    # issue 15: speech brain-tuning (brainviz/tuning/speech.py)
+    p.add_argument("--modality", choices=("text", "audio"), default="text",
+                   help="text: word windows through a text encoder (default); audio: the dataset's audio through a "
+                        "speech encoder (--base: a wav2vec2 / HuBERT / Whisper folder or hub id)")
+    p.add_argument("--audio-chunks", type=int, default=5, metavar="N",
+                   help="audio: TR-long chunks of audio before each TR (FIR delays on the raw audio; default 5)")
     p.add_argument("--progress-file", default=None, metavar="PATH", help="append JSON lines {fraction, message}")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from brainviz.data._cli_preprocess import add_preprocess_arguments
@@ -79,6 +85,7 @@ def config_from_args(args: argparse.Namespace):
         meg=args.meg, source=args.source, roi_mask=args.roi_mask,
         shuffle_targets=args.shuffle_targets, device=args.device, mixed_precision=args.mixed_precision,
         grad_accum=args.grad_accum, overwrite=args.overwrite,
+        modality=args.modality, audio_chunks=args.audio_chunks,  # issue 15
         preprocess=preprocess_overrides(args),
     )
 

@@ -203,7 +203,8 @@ class FitTrainer:
         from peft import LoraConfig, get_peft_model
 
         cfg = self.config
-        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=LORA_TARGETS, bias="none")
+        targets = getattr(model.encoder, "lora_targets", LORA_TARGETS)  # issue 15: speech encoders name q/k/v/out_proj
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets, bias="none")
         model.encoder = get_peft_model(model.encoder, lora)
 
     def optimizer(self, model, heads_only: bool):
@@ -257,6 +258,10 @@ class FitTrainer:
             resume = state if (si == first_stage and start > 0) else None
             dirty = self.run_stage(fit, si, model, start, resume, train_seqs, weights, dirty)
         self.write_fit(fit, model, dirty)
+        if job.world_size > 1:  # later fits may start from this fit's encoder, written by the main process
+            from brainviz.tuning.distributed import barrier
+
+            barrier()
 
     def task_weights(self, fit: FitSpec, train_seqs: np.ndarray) -> dict[str, float]:
         from brainviz.tuning.losses import task_weights
@@ -402,7 +407,7 @@ class FitTrainer:
         from brainviz.tuning.distributed import Distributed, DistributedSettings
 
         settings = DistributedSettings.from_config(self.config)
-        if settings.grad_accum == 1 and settings.mixed_precision == "no":
+        if settings.grad_accum == 1 and settings.mixed_precision == "no" and self.job.world_size == 1:
             return None
         return Distributed(settings, cpu=not self.device.startswith("cuda"))
 
@@ -487,6 +492,8 @@ class FitTrainer:
         from brainviz.models.weights import relative_change, round_encoder_delta, save_encoder_delta
 
         job = self.job
+        if not job.is_main:  # multi-process launch: the main process stores weights and predictions
+            return
         folder = job.partial / "fits" / fit.id
         folder.mkdir(parents=True, exist_ok=True)
         info: dict[str, Any] = {"fit": fit.id}

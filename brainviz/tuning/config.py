@@ -83,6 +83,13 @@ class TrainConfig(JobConfig):
         ``no`` / ``bf16`` / ``fp16`` autocast, and micro-batches per batch (same gradient).
     overwrite : bool
         Replace an existing ``out`` when the new checkpoint is complete.
+    modality : str
+        ``text`` (default: word windows through a text encoder) or ``audio`` (issue 15: the
+        dataset's audio through a speech encoder given as ``base``; see
+        :mod:`brainviz.tuning.speech`).
+    audio_chunks : int
+        ``audio`` only: TR-long audio chunks per example, ending at the TR (FIR delays on the
+        raw audio; default 5).
     """
 
     dataset: str = ""
@@ -123,9 +130,15 @@ class TrainConfig(JobConfig):
     mixed_precision: str = "no"
     grad_accum: int = 1
     overwrite: bool = False
+    modality: str = "text"  # issue 15: "audio" = speech brain-tuning (brainviz/tuning/speech.py)
+    audio_chunks: int = 5  # issue 15
 
     def validate(self) -> None:
         name = type(self).__name__
+        if self.modality not in ("text", "audio"):  # issue 15
+            raise ConfigError(f"{name}.modality: expected 'text' or 'audio', got {self.modality!r}")
+        if isinstance(self.audio_chunks, bool) or not isinstance(self.audio_chunks, numbers.Integral) or self.audio_chunks < 1:
+            raise ConfigError(f"{name}.audio_chunks: must be an integer >= 1, got {self.audio_chunks!r}")
         from brainviz.tuning.distributed import DistributedSettings
 
         DistributedSettings.from_config(self)  # mixed_precision / grad_accum, errors name the field

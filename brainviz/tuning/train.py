@@ -94,6 +94,13 @@ class TrainJob:
         self.progress_file = progress_file
         self.bar = bar
         self.on_epoch_saved = on_epoch_saved
+        from brainviz.tuning.distributed import launched_processes
+
+        # a multi-process launch (accelerate launch / torchrun): all processes train, the main one writes
+        self.rank, self.local_rank, self.world_size = launched_processes()
+        self.is_main = self.rank == 0
+        if not self.is_main:
+            self.progress_fn, self.progress_file, self.bar, self.on_epoch_saved = None, None, False, None
         if self.out.exists() and not config.overwrite:
             raise OutputExistsError("already exists (choose another --out or remove it)", file=self.out)
         self.pre = config.preprocess_config()
@@ -162,6 +169,10 @@ class TrainJob:
             missing = [f for f in self.folds if f not in rec_runs]
             if missing:
                 raise TrainError(f"participant {pid!r} has no fMRI in held-out run(s) {missing}")
+        if cfg.modality == "audio":  # issue 15: speech brain-tuning checks (brainviz/tuning/speech.py)
+            from brainviz.tuning.speech import check_audio_job
+
+            check_audio_job(self)
         self.job_key = cfg.job_key()
 
     # -- folds and encoders -------------------------------------------------------------
@@ -199,14 +210,32 @@ class TrainJob:
         cfg = self.config
         t_start = time.monotonic()
         self.device = _device(cfg.device)
-        self.state = ResumeState(self.partial, self.job_key, self.on_epoch_saved)
+        if self.world_size > 1:
+            from brainviz.tuning.distributed import barrier, init_processes
+
+            if self.device.startswith("cuda"):
+                self.device = f"cuda:{self.local_rank}"
+            init_processes(cpu=not self.device.startswith("cuda"))
+        self.state = ResumeState(self.partial, self.job_key, self.on_epoch_saved, writer=self.is_main)
         progress = self.state.read_progress()
         if progress is not None and progress.get("job_key") != self.job_key:
             raise TrainError(f"{self.partial}: left by a job with a different configuration; remove it to start over")
         if progress is None and self.partial.exists():
             raise TrainError(f"{self.partial}: exists but has no {PROGRESS}; remove it to start over")
+        if self.world_size > 1:
+            barrier()  # every process has read the resume state before the main one writes
 
-        base_model, self.tokenizer = load_encoder(cfg.base, device="cpu")
+        # stage lines before the first batch, so a progress file / the app shows what is happening
+        # while the encoder loads and the windows are built (the bar itself starts with training)
+        early = Progress(0, 0, self.progress_fn, self.progress_file, False, started=t_start)
+        early.set_stage("loading the encoder")
+        early.emit(f"loading the encoder ({cfg.base})", fraction=0.0)
+        if cfg.modality == "audio":  # issue 15: a speech encoder reading the dataset's audio
+            from brainviz.tuning.speech import load_speech_base
+
+            base_model, self.tokenizer = load_speech_base(cfg), None
+        else:
+            base_model, self.tokenizer = load_encoder(cfg.base, device="cpu")
         self.base_encoder = base_model
         self.base_state = {k: v.detach().clone() for k, v in base_model.state_dict().items()}
         ds = self.dataset
@@ -216,10 +245,20 @@ class TrainJob:
             ds = annotated(ds)
         from brainviz.tuning.data import build_corpus
 
-        self.corpus = build_corpus(
-            ds, self.fmri_all, self.meg_participants, self.tokenizer, self.pre, int(cfg.setting("max_length")),
-            units=self.units, shuffle_seed=0 if cfg.shuffle_targets else None,
-        )
+        early.set_stage("building windows and targets")
+        early.emit(f"building windows and targets ({len(self.fmri_all)} fMRI, {len(self.meg_participants)} MEG participants)",
+                   fraction=0.0)
+        early.close()
+        if cfg.modality == "audio":  # issue 15: audio windows instead of tokenised word windows
+            from brainviz.tuning.speech import build_audio_corpus
+
+            self.corpus = build_audio_corpus(ds, self.fmri_all, self.pre, int(cfg.audio_chunks), units=self.units,
+                                             shuffle_seed=0 if cfg.shuffle_targets else None)
+        else:
+            self.corpus = build_corpus(
+                ds, self.fmri_all, self.meg_participants, self.tokenizer, self.pre, int(cfg.setting("max_length")),
+                units=self.units, shuffle_seed=0 if cfg.shuffle_targets else None,
+            )
         self._fold_masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._links: dict[str, str] = {}
         for pid in self.fmri_all:
@@ -239,7 +278,8 @@ class TrainJob:
         if progress is None:  # everything checked: from here on the job leaves a resumable folder
             progress = {"job_key": self.job_key, "done": [], "config": cfg.resolved(), "sources": sources,
                         "train_seconds": 0.0}
-            self.partial.mkdir(parents=True)
+            if self.is_main:
+                self.partial.mkdir(parents=True)
             self.state.write_progress(progress)
         self.plan = build_plan(cfg.variant, cfg.stage_epochs(), self.participants, self.meg_participants,
                                self.folds, list(cfg.seeds), sources, joint_meg=cfg.meg,
@@ -267,7 +307,12 @@ class TrainJob:
                 self.state.clear()
             self.progress.set_stage("writing checkpoint")
             self.progress.emit("writing checkpoint", fraction=1.0)
-            write_checkpoint(self, progress)
+            if self.is_main:
+                write_checkpoint(self, progress)
+            if self.world_size > 1:
+                from brainviz.tuning.distributed import barrier
+
+                barrier()  # the others return once the checkpoint exists
         finally:
             self.progress.close()
         self.progress.emit("done", fraction=1.0)
@@ -384,6 +429,8 @@ def train(
         state is on disk, e.g. to report or to test an interruption at a known point.
     """
     job = TrainJob(config, progress, progress_file, bar, dataset, on_epoch_saved=on_epoch_saved)
+    if not job.is_main:  # a multi-process launch: the main process holds the lock and writes
+        return job.run()
     with file_lock(job.partial, what="training into this checkpoint"):  # two jobs never share <out>.partial
         return job.run()
 

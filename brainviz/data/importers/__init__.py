@@ -39,7 +39,8 @@ FORMATS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
     "lebel": ("lebel:import_lebel", {"mask": None, "tr": 2.0, "first_tr_time": 10.0, "check_respdict": True}, True, True),
     "generic": ("generic:import_generic",
                 {"tr": None, "fmri": (), "space": "auto", "template": "MNI", "mask": None, "run_lengths": None,
-                 "modality": "reading", "licence": "", "citation": "", "source": ""}, False, False),
+                 "modality": "reading", "licence": "", "citation": "", "source": "",
+                 "audio": ()}, False, False),  # audio: issue 15
 }
 
 

@@ -74,6 +74,9 @@ def _format_options(fmt: str, f: argparse.ArgumentParser) -> None:
         f.add_argument("--mask", help="NIfTI mask selecting voxels (volume space)")
         f.add_argument("--run-lengths", nargs="+", metavar="RUN=N", help="TRs per run when one file holds all runs")
         f.add_argument("--modality", default="reading", choices=("reading", "listening"))
+        f.add_argument("--audio", nargs="+", metavar="RUN=FILE",
+                       help="listening: the audio of each run (WAV/FLAC; RUN=FILE, one FILE for a single run, or a "
+                            "folder of <run>.wav/.flac); resampled to 16 kHz mono when needed")
         f.add_argument("--licence", default="")
         f.add_argument("--citation", default="")
 
@@ -108,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
                 except ValueError:
                     raise UsageError(f"{item!r}: N must be an integer", field="--run-lengths") from None
         opts.update(tr=args.tr, fmri=tuple(args.fmri or ()), space=args.space, template=args.template, mask=args.mask,
-                    run_lengths=lengths, modality=args.modality, licence=args.licence, citation=args.citation)
+                    run_lengths=lengths, modality=args.modality, licence=args.licence, citation=args.citation,
+                    audio=tuple(args.audio or ()))
     config = ImportConfig(
         format=fmt, src=args.src, out=args.out, overwrite=args.overwrite, name=args.name,
         participants=tuple(getattr(args, "participants", None) or ()), stories=tuple(getattr(args, "stories", None) or ()),

@@ -27,6 +27,13 @@ voxels non-zero in the first volume of every participant; ``template`` MNI or na
 ``fsaverage5`` from an MNI NIfTI (projected with nilearn's ``vol_to_surf`` sampling).
 ``auto`` picks fsaverage5 for 20,484 columns / GIfTI, volume for NIfTI, rois for a CSV with a
 header.
+
+Audio (listening experiments; issue 15): ``audio`` = ``{run: file}``, ``["RUN=FILE", ...]``, one
+file (single-run stimulus) or a folder holding ``<run>.wav`` / ``<run>.flac``. WAV or FLAC;
+the file's first sample is time 0 of its run's clock (the clock of the word onsets). Files are
+checked before anything is written (:mod:`brainviz.data.audio`): other sample rates are
+resampled to 16 kHz and several channels averaged (both noted in the result and in
+``dataset.json``); missing, unreadable, clipped or too-short files are errors.
 """
 
 from __future__ import annotations
@@ -161,6 +168,7 @@ def import_generic(
     citation: str = "",
     source: str = "",
     progress: Progress = None,
+    audio: Mapping[str, str | os.PathLike] | Sequence[str] | str | os.PathLike | None = None,
 ) -> ImportResult:
     """Import a words TSV and per-participant arrays as one dataset (see the module doc)."""
     src, out = Path(src), Path(out)
@@ -210,6 +218,7 @@ def import_generic(
     if not files:
         raise DatasetError(f"no participant data files ({', '.join(DATA_EXT)})", file=folder, field="fmri")
 
+    tracks, audio_notes = _audio_tracks(audio, stim)  # issue 15: checked before anything is written
     runs_spec = _run_spec(folder / "runs.tsv", run_lengths, stim_runs)
     mask_arr = None
     if mask is not None:
@@ -249,7 +258,29 @@ def import_generic(
             f"Imported from {words_file.name} and {len(fmri_recs)} participant file set(s); space {sorted(spaces)}.",
             source=source or str(src), licence=licence, citation=citation,
         )
-        return save_dataset(Dataset(meta, stim, fmri_recs), out, overwrite)
+        return save_dataset(Dataset(meta, stim, fmri_recs, audio=tracks), out, overwrite, notes=audio_notes)
+
+
+def _audio_tracks(audio, stim: pd.DataFrame):
+    """Audio tracks from the ``audio`` argument (see the module docstring; issue 15)."""
+    from brainviz.data.audio import load_audio_tracks
+
+    if audio is None or (not isinstance(audio, (str, os.PathLike)) and not audio):
+        return {}, []
+    if not isinstance(audio, (str, os.PathLike, Mapping)):
+        items = [str(a) for a in audio]
+        if len(items) == 1 and "=" not in items[0]:
+            audio = items[0]
+        else:
+            audio = dict(_split_audio(a) for a in items)
+    return load_audio_tracks(audio, stim)
+
+
+def _split_audio(s: str) -> tuple[str, str]:
+    if "=" not in s:
+        raise DatasetError(f"expected RUN=FILE, got {s!r} (a single file is allowed only for one run)", field="audio")
+    run, path = s.split("=", 1)
+    return run.strip(), path.strip()
 
 
 def _split_assignment(s: str) -> tuple[str, str]:
