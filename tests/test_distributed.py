@@ -242,3 +242,45 @@ def test_train_config_and_cli_carry_the_accelerate_settings():
                               "--mixed-precision", "bf16"])
     c = config_from_args(args)
     assert (c.grad_accum, c.mixed_precision) == (2, "bf16")
+
+
+def test_training_job_under_a_two_process_launch_equals_one_process(bert, tmp_path):
+    """A training job under `torchrun --nproc_per_node 2` (2 CPU processes, gloo DDP): the main
+    process alone writes the checkpoint, whose predictions equal a single-process run of the same
+    command (same global batches), and the second process writes nothing of its own."""
+    import json
+    import shutil
+
+    from brainviz.models.store import load_checkpoint
+    from brainviz.tuning._testing import TINY_PREPROCESS, make_tiny_dataset
+
+    nodrop = tmp_path / "bert"  # no dropout: the two processes draw other dropout masks than one
+    shutil.copytree(bert, nodrop)
+    c = json.loads((nodrop / "config.json").read_text())
+    c.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (nodrop / "config.json").write_text(json.dumps(c))
+    data = make_tiny_dataset(tmp_path / "data", n_fmri=2, n_meg=0)
+    script = tmp_path / "job.py"
+    script.write_text(f"""
+import sys
+from brainviz.tuning import TrainConfig, train
+train(TrainConfig(dataset={str(data)!r}, base={str(nodrop)!r}, variant="fine-tuned", preset="quick", folds=("run-1",),
+                  epochs=(1, 2), batch_size=8, dropout=0.0, predictions_dtype="float32",
+                  preprocess={TINY_PREPROCESS!r}, out=sys.argv[1]), bar=False)
+""")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=400,
+                         cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], env=env, capture_output=True, text=True,
+                         timeout=400, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert not (tmp_path / "two.partial").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("two")) == ["two"]
+    a, b = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
+    assert a.card["metrics"]["encoder_change"] == pytest.approx(b.card["metrics"]["encoder_change"], rel=1e-3)
+    for pid in a.participants:
+        pa = a.predictions(pid, 0)["predictions"].astype(np.float64)
+        pb = b.predictions(pid, 0)["predictions"].astype(np.float64)
+        np.testing.assert_allclose(pb, pa, rtol=0, atol=1e-4 * np.abs(pa).max())

@@ -57,11 +57,14 @@ class ResumeState:
         kill the process at a known point; the app could use it to report checkpoints).
     """
 
-    def __init__(self, partial: Path, job_key: str, on_epoch_saved: EpochHook | None = None):
+    def __init__(self, partial: Path, job_key: str, on_epoch_saved: EpochHook | None = None, writer: bool = True):
         self.partial = Path(partial)
         self.job_key = job_key
         self.on_epoch_saved = on_epoch_saved
         self.n_saved = 0
+        # several processes (accelerate launch / torchrun): only the main one writes; the
+        # others hold the same model (DDP keeps it in sync) and only read a state to resume
+        self.writer = writer
 
     @property
     def folder(self) -> Path:
@@ -73,11 +76,13 @@ class ResumeState:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def write_progress(self, progress: dict[str, Any]) -> None:
-        write_json(self.partial / PROGRESS, progress)
+        if self.writer:
+            write_json(self.partial / PROGRESS, progress)
 
     def clear(self) -> None:
         """Drop the per-epoch state (a fit is finished)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.writer:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     # -- per-epoch state ----------------------------------------------------------------
     def save(self, fit, stage: int, epoch: int, model, optimizer, scheduler, dirty: bool, lora_wrapped: bool) -> None:
@@ -85,6 +90,8 @@ class ResumeState:
         import torch
         from safetensors.torch import save_file
 
+        if not self.writer:
+            return
         with atomic_dir(self.folder, overwrite=True) as tmp:
             tensors = {f"heads.{k}": v.detach().cpu().contiguous() for k, v in model.heads.state_dict().items()}
             if dirty or lora_wrapped or stage < len(fit.stages) and fit.stages[stage].kind == "full" and epoch > 0:

@@ -16,10 +16,11 @@ the resume states do not depend on how many devices or micro-batches compute a s
 
 CPU and one process stay the default. The training loop (``_loop.FitTrainer``) uses this
 wrapper in full stages when the config has ``grad_accum > 1`` or ``mixed_precision != "no"``.
-The wrapper itself also runs under ``accelerate launch --multi_gpu --num_processes N`` (tested
-with 2 CPU processes); the training job does not yet (only its main process may take the
-``.partial`` lock and write states: :attr:`is_main_process`, :meth:`wait`). See
-``docs/scaling.md``.
+The training job runs under ``accelerate launch --multi_gpu --num_processes N -m brainviz train …``
+(or ``torchrun``): every process builds the same corpus and model, full stages split each global
+batch over the processes (DDP), and only the main process takes the ``.partial`` lock and writes
+resume states, held-out predictions and the card (:func:`launched_processes`, :func:`barrier`;
+tested with 2 CPU processes). See ``docs/scaling.md``.
 
 Examples
 --------
@@ -209,6 +210,37 @@ class Distributed:
     def wait(self) -> None:
         """Barrier: every process reaches this point before any goes on."""
         self.accelerator.wait_for_everyone()
+
+
+def launched_processes() -> tuple[int, int, int]:
+    """``(rank, local_rank, world_size)`` of a ``torchrun`` / ``accelerate launch`` process;
+    ``(0, 0, 1)`` for a plain process."""
+    import os
+
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        return 0, 0, 1
+    return (rank, local, world) if world > 1 else (0, 0, 1)
+
+
+def init_processes(cpu: bool) -> None:
+    """Join the process group of a multi-process launch (Accelerate's ``PartialState``:
+    gloo on CPU, NCCL on GPUs); nothing for a plain process."""
+    if launched_processes()[2] > 1:
+        from accelerate import PartialState
+
+        PartialState(cpu=cpu)
+
+
+def barrier() -> None:
+    """Wait until every launched process gets here (no-op for a plain process)."""
+    import torch.distributed as tdist
+
+    if launched_processes()[2] > 1 and tdist.is_available() and tdist.is_initialized():
+        tdist.barrier()
 
 
 def iterate_global_batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
