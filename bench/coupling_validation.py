@@ -1,20 +1,25 @@
 """Validate the AN-BN coupling on the simulated listening experiment (known ground truth).
 
-1. Network recovery: for ICA and VS-DBN (quick), trained on all participants' TRs (``concat``,
-   the paper's choice) and on participant averages (``average``), the best spatial correlation
-   of any BN map with each planted network map, and the correlation of that BN's time course
-   with the planted time course.
-2. Couplings to planted drivers: the AN time courses of each story are coupled (same
-   permutation test, circular shifts, BH FDR) with the planted network time courses
-   themselves, and with the recovered BNs; reported per planted network: best AN, r, q.
-3. Null control: the story's words shuffled (timings kept) -> number of ANs significant at
-   q < 0.05, to compare with the q x n expected by chance.
-4. Couplings planted on purpose: a synthetic dataset whose first networks are driven by chosen
-   ANs' time courses; are those AN-BN pairs found and significant after FDR?
+With the default settings of :class:`brainviz.coupling.CouplingConfig` (spatial ICA on
+participant averages, 32 BNs, cross-story validation with a phase-randomisation null):
 
-Run:  python bench/coupling_validation.py [--preset default|small] [--sim-dir DIR]
-      [--permutations 5000] [--model pretrained] [--methods ica,vsdbn] [--skip-concat] [--vsdbn-concat]
-The simulation is built into ``data_cache/bench-coupling-sim-<preset>`` unless ``--sim-dir`` is given.
+1. Network recovery: for every planted network, the BN whose map matches it best, its spatial
+   r, the oracle ceiling (maps regressed on the true time courses) and the ratio; the r of that
+   BN's time course with the planted one.
+2. Validated couplings: for each story as test story (pairs selected on the other story), each
+   planted network's matched BN, its AN, r on the test story with a 95 % block-bootstrap
+   interval, q (BH over BNs) and the outcome: coupled networks *found* / *missed*, controls
+   *false coupling* / *none*. Other significant BNs are listed with their overlap with the
+   planted language regions (which carry word-level signals ANs may carry too).
+3. Shuffled words: the same analysis with every story's words shuffled (timings kept) for the
+   ANs: how many BNs pass q (all are null; BH keeps P(any) <= q).
+4. Oracle: the planted time courses themselves as BNs (what a perfect network recovery gives).
+5. ``--planted-an``: a synthetic dataset whose networks are driven by chosen ANs.
+
+Run:  python bench/coupling_validation.py [--preset default|small] [--sim-dir DIR] [--model pretrained]
+      [--bn ica] [--group average] [--n-networks 32] [--planted-an]
+The simulation is built into ``data_cache/bench-coupling-sim-<preset>`` (rebuilt when made by another
+simulator version) unless ``--sim-dir`` is given.
 """
 
 from __future__ import annotations
@@ -22,52 +27,39 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
 print = functools.partial(print, flush=True)  # noqa: A001 - progress visible when piped
+RATE_R = 0.3  # |r| with the speech rate above which a BN counts as driven by it
 
 
-def planted_truth(path: Path):
-    gt_dir = path / "ground_truth"
-    info = json.loads((gt_dir / "ground_truth.json").read_text())
-    maps = np.load(gt_dir / "network_maps.npy")
-    tcs = np.load(gt_dir / "network_timecourses.npy")
-    names = [n["name"] + "/" + n["driver"] for n in info["networks"]]
-    return maps, tcs, np.asarray(info["tr_runs"]), names
-
-
-def story_truth(ds, story, tcs, tr_runs, trim=True):
-    from brainviz.coupling.neurons import story_grid
-
-    g = story_grid(ds, story, trim)
-    parts = []
-    for run, first, n in zip(g.runs, g.first_trs, g.n_trs_per_run):
-        rows = np.flatnonzero(tr_runs == run)
-        parts.append(tcs[rows[first:first + n]])
-    return np.concatenate(parts)
-
-
-def spatial_match(maps, truth):
-    c = np.corrcoef(np.vstack([truth, maps]))[: len(truth), len(truth):]
-    return c.argmax(1), c.max(1)
+def _load() -> str:
+    try:
+        return "load average " + " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "load average n/a"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="default", choices=("default", "small"))
     ap.add_argument("--sim-dir", default=None, help="folder holding listening/ (made by brainviz simulate)")
-    ap.add_argument("--permutations", type=int, default=5000)
     ap.add_argument("--model", default="pretrained")
-    ap.add_argument("--methods", default="ica,vsdbn")
-    ap.add_argument("--n-networks", type=int, default=None, help="default: the quick preset's 32")
-    ap.add_argument("--skip-concat", action="store_true", help="only participant-averaged training")
-    ap.add_argument("--skip-planted-an", action="store_true", help="skip section 4 (couplings planted on purpose)")
-    ap.add_argument("--only-planted-an", action="store_true", help="run section 4 only")
-    ap.add_argument("--vsdbn-concat", action="store_true",
-                    help="also VS-DBN on all participants' TRs (slow on CPU: ~10,000 samples x 20,484 vertices)")
+    ap.add_argument("--bn", default=None, help="BN method (default: CouplingConfig's)")
+    ap.add_argument("--group", default=None, help="concat or average (default: CouplingConfig's)")
+    ap.add_argument("--preset-bn", default=None, help="quick or paper (default: CouplingConfig's)")
+    ap.add_argument("--n-networks", type=int, default=None)
+    ap.add_argument("--skip-shuffled", action="store_true")
+    ap.add_argument("--planted-an", action="store_true", help="also section 5 (couplings planted on purpose)")
+    ap.add_argument("--only-planted-an", action="store_true", help="run section 5 only")
+    ap.add_argument("--json", default=None, help="write the numbers to this JSON file")
     args = ap.parse_args()
     if args.only_planted_an:
         planted_an_check(args)
@@ -75,94 +67,134 @@ def main() -> None:
 
     from brainviz import paths
     from brainviz.cache import Cache
-    from brainviz.coupling import CouplingConfig, couple, run_coupling
+    from brainviz.coupling import CouplingConfig, planted_networks, planted_recovery, validated_pairs
     from brainviz.coupling.api import compute_networks, compute_neurons
+    from brainviz.coupling.couple import cross_story_pairs, zscore_columns
+    from brainviz.coupling.truth import bn_roles
     from brainviz.data import load_dataset
-    from brainviz.data.simulate import SimulationConfig, simulate
+    from brainviz.data.simulate import SIMULATOR_VERSION, SimulationConfig, load_ground_truth, simulate
 
     sim = Path(args.sim_dir) if args.sim_dir else paths.cache_dir() / f"bench-coupling-sim-{args.preset}"
-    if not (sim / "listening" / "dataset.json").is_file():
+    gt_file = sim / "listening" / "ground_truth" / "ground_truth.json"
+    stale = gt_file.is_file() and json.loads(gt_file.read_text()).get("simulator_version") != SIMULATOR_VERSION
+    if not args.sim_dir and (stale or not gt_file.is_file()):
         t = time.time()
-        simulate(sim, SimulationConfig(preset=args.preset, seed=0))
-        print(f"simulated {args.preset} preset into {sim} in {time.time() - t:.0f} s")
+        simulate(sim, SimulationConfig(preset=args.preset, seed=0, audio="none"), overwrite=True)
+        print(f"simulated {args.preset} preset into {sim} in {time.time() - t:.0f} s ({_load()})")
     ds = load_dataset(sim / "listening", check_values=False)
-    maps_true, tcs_true, tr_runs, names = planted_truth(sim / "listening")
-    print(f"dataset: {len(ds.participants)} participants, stories {ds.stories}, TR {ds.tr} s, "
-          f"{len(names)} planted networks")
+    truth = planted_networks(ds)
+    gt = load_ground_truth(ds)
+    over = {k: v for k, v in (("bn", args.bn), ("group", args.group), ("preset", args.preset_bn),
+                              ("n_networks", args.n_networks)) if v is not None}
+    cfg = CouplingConfig(**over)
     cache = Cache()
-    groups = ("average",) if args.skip_concat else ("concat", "average")
-    methods = args.methods.split(",")
+    out: dict = {"settings": {**cfg.to_dict(), "cross_draws": cfg.cross_draws(cfg.networks)}, "dataset": str(sim)}
+    print(f"dataset: {len(ds.participants)} participants, stories {ds.stories}, TR {ds.tr} s, "
+          f"{len(truth['names'])} planted networks ({sum(r == 'coupled' for r in truth['roles'])} coupled, "
+          f"{sum(r == 'control' for r in truth['roles'])} controls); simulator {gt['simulator_version']}")
+    print(f"settings: bn={cfg.bn} group={cfg.group} preset={cfg.preset} BNs={cfg.networks} "
+          f"cross-story null={cfg.cross_null} with {cfg.cross_draws(cfg.networks)} draws, q={cfg.alpha}; {_load()}")
 
-    # 1. network recovery -----------------------------------------------------------------
-    print("\n1. Planted network recovery: best spatial r (BN index) | r of that BN's time course with the planted one (story 1)")
-    header = f"{'method':<22}{'time':>7}  " + "".join(f"{n:>22}" for n in names)
-    print(header)
-    results = {}
-    for method in methods:
-        for group in groups:
-            if method == "vsdbn" and group == "concat" and not args.vsdbn_concat:
-                continue
-            cfg = CouplingConfig(bn=method, group=group, n_networks=args.n_networks, permutations=args.permutations)
-            t = time.time()
-            bns = compute_networks(ds, cfg, cache=cache)
-            dt = time.time() - t
-            idx, sr = spatial_match(bns.maps, maps_true)
-            s1 = ds.stories[0]
-            truth_tc = story_truth(ds, s1, tcs_true, tr_runs)
-            tc = bns.timecourses[s1]
-            tr_ = [abs(np.corrcoef(tc[:, i], truth_tc[:, j])[0, 1]) for j, i in enumerate(idx)]
-            cells = "".join(f"{f'{r:.2f} (#{i}) | {t_:.2f}':>22}" for r, i, t_ in zip(sr, idx, tr_))
-            print(f"{method + ' ' + group:<22}{dt:>6.0f}s  {cells}")
-            results[(method, group)] = (cfg, bns, idx, sr)
+    t0 = time.time()
+    bns = compute_networks(ds, cfg, cache=cache)
+    t_bn = time.time() - t0
+    t0 = time.time()
+    pairs = validated_pairs(ds, args.model, cfg, cache=cache)
+    t_pairs = time.time() - t0
+    rec = planted_recovery(ds, args.model, cfg, pairs=pairs, cache=cache)
+    print(f"networks {t_bn:.0f} s, validated pairs (ANs, POS tags, tests) {t_pairs:.0f} s; {_load()}")
 
-    # 2. couplings to planted drivers ----------------------------------------------------------
-    print("\n2. Couplings of ANs to the planted network time courses (Eq. 2 with the planted "
-          f"time courses as BNs; {args.permutations} circular-shift permutations, BH FDR over networks)")
-    base = CouplingConfig(bn=methods[0], group="average", n_networks=args.n_networks, permutations=args.permutations)
+    # 1. maps ------------------------------------------------------------------------------
+    print("\n1. Planted network recovery (spatial r of the best-matching BN map | oracle ceiling | ratio | "
+          "|r| of its time course with the planted one, story 1)")
+    first = rec[rec["test_on"] == ds.stories[0]]
+    for _, r in first.iterrows():
+        print(f"   {r['network']:<14}{r['role']:<9}{r['driver']:<16} BN#{r['bn']:<3} spatial r {r['spatial_r']:.2f} | "
+              f"ceiling {r['ceiling']:.2f} | ratio {r['ratio']:.2f} | time course {r['tc_r']:.2f}")
+    out["maps"] = first[["network", "role", "bn", "spatial_r", "ceiling", "ratio", "tc_r"]].to_dict(orient="records")
+
+    # 2. validated couplings -------------------------------------------------------------------
+    print("\n2. Cross-story validated couplings (pair selected on the other story, tested once; q over "
+          f"{cfg.networks} BNs)")
+    roles = bn_roles(bns.maps, truth)
+    lang = gt["planted_mask"] & ~np.any(gt["network_maps"] != 0, axis=0)
+    summary = {}
     for story in ds.stories:
-        ans = compute_neurons(ds, story, args.model, base, cache=cache)
-        truth_tc = story_truth(ds, story, tcs_true, tr_runs)
-        st = couple(ans["an_timecourses"], truth_tc, args.permutations, "circular", seed=0)
-        print(f"  {story}: {ans['an_timecourses'].shape[1]} ANs x {truth_tc.shape[0]} TRs")
-        for j, n in enumerate(names):
-            print(f"    {n:<28} best AN {int(st.bn_best_an[j]):>5}  r = {st.bn_r[j]:.3f}  p = {st.bn_p[j]:.4f}  q = {st.bn_q[j]:.4f}"
-                  f"  {'significant' if st.bn_q[j] < 0.05 else 'n.s.'}")
-        print(f"    ANs whose best planted network is significant (q < 0.05, Eq. 1): {(st.an_q < 0.05).sum()} / {len(st.an_q)}")
+        sub = rec[rec["test_on"] == story]
+        for _, r in sub.iterrows():
+            print(f"   test {story}: {r['network']:<14}BN#{r['bn']:<3} AN {r['name']:<10} r_select {r['r_select']:+.2f} "
+                  f"r_test {r['r_test']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] q {r['q']:.4f}  {r['outcome']}")
+        coupled = sub[sub["role"] == "coupled"]
+        controls = sub[sub["role"] == "control"]
+        ps = pairs[pairs["test_on"] == story]
+        matched = set(sub["bn"])
+        other = ps[ps["significant"] & ~ps["bn"].isin(matched)]
+        other_desc = []
+        for _, r in other.iterrows():
+            m = np.abs(bns.maps[int(r["bn"])])
+            top = np.argsort(-m)[: max(1, len(m) // 100)]
+            other_desc.append(f"BN#{int(r['bn'])} ({lang[top].mean():.0%} of its top 1% vertices in language regions)")
+        summary[story] = {"coupled_found": int(coupled["significant"].sum()), "coupled": len(coupled),
+                          "control_false": int(controls["significant"].sum()), "controls": len(controls),
+                          "significant_bns": int(ps["significant"].sum()), "other_significant": other_desc}
+        print(f"   -> {story}: coupled networks found {summary[story]['coupled_found']}/{len(coupled)}, "
+              f"false couplings on controls {summary[story]['control_false']}/{len(controls)}, "
+              f"significant BNs {summary[story]['significant_bns']}/{cfg.networks}; other significant: "
+              f"{'; '.join(other_desc) or 'none'}")
+    out["validated"] = summary
+    out["recovery"] = rec.drop(columns=["expected"]).to_dict(orient="records")
+    print("   labels of BNs (planted network matched with spatial r >= 0.3): "
+          + ", ".join(f"#{i} {r}" for i, r in enumerate(roles) if r))
 
-    print("\n   ... and with the recovered BNs (run_coupling), per planted network: matched BN, its best AN (Eq. 2)")
-    for (method, group), (cfg, bns, idx, sr) in results.items():
+    # 3. shuffled words -----------------------------------------------------------------------
+    if not args.skip_shuffled:
+        print(f"\n3. Null control: ANs from shuffled words (timings kept), BNs passing q <= {cfg.alpha}")
+        t0 = time.time()
+        shuf = validated_pairs(ds, args.model, cfg.replace(shuffle_words=True, pos=False), cache=cache)
+        out["shuffled"] = {}
         for story in ds.stories:
-            res = run_coupling(ds, story, args.model, cfg, cache=cache)
-            bp = res.bn_pairs()
-            pairs = res.pairs()
-            n_sig = int(pairs["significant"].sum())
-            cells = []
-            for j, n in enumerate(names):
-                row = bp.iloc[int(idx[j])]
-                cells.append(f"{n.split('/')[0]}: BN#{int(idx[j])} r={row['r']:.2f} q={row['q']:.3f}")
-            print(f"  {method} {group} {story}: significant ANs {n_sig}/{len(pairs)}; " + "; ".join(cells))
+            ps = shuf[shuf["test_on"] == story]
+            sig = ps[ps["significant"]]
+            rate = sig[np.abs(sig["r_word_rate"]) >= RATE_R]
+            false = sig[np.abs(sig["r_word_rate"]) < RATE_R]
+            out["shuffled"][story] = {"significant": len(sig), "n": len(ps), "word_rate_driven": len(rate),
+                                      "false": len(false), "min_q": float(ps["q"].min()),
+                                      "bns": {int(b): float(r) for b, r in zip(sig["bn"], sig["r_word_rate"])}}
+            print(f"   test {story}: {len(sig)} / {len(ps)} BNs pass; {len(rate)} of them follow the speech rate "
+                  f"(|r| >= {RATE_R} with the HRF-convolved tokens per TR: timings are kept, so word rate is real "
+                  f"signal) -> false couplings {len(false)} (BH keeps P(any) <= {cfg.alpha} when every BN is null); "
+                  "significant: " + ", ".join(f"BN#{int(b)} ({roles[int(b)] or 'unmatched'}, r_rate {r:+.2f})"
+                                              for b, r in zip(sig["bn"], sig["r_word_rate"])))
+        print(f"   ({time.time() - t0:.0f} s; {_load()})")
 
-    # 3. null control ------------------------------------------------------------------------
-    print("\n3. Null control: story words shuffled (timings kept), q < 0.05")
-    print(f"{'method':<22}{'story':<14}{'significant ANs':>16}{'expected q x n':>16}{'BNs (Eq. 2)':>13}")
-    for (method, group), (cfg, *_rest) in results.items():
-        for story in ds.stories:
-            res = run_coupling(ds, story, args.model, cfg.replace(shuffle_words=True, pos=False), cache=cache)
-            pairs = res.pairs()
-            bp = res.bn_pairs()
-            print(f"{method + ' ' + group:<22}{story:<14}{int(pairs['significant'].sum()):>16}"
-                  f"{0.05 * len(pairs):>16.0f}{int(bp['significant'].sum()):>8} / {len(bp)}")
-
-    if not args.skip_planted_an:
+    # 4. oracle ------------------------------------------------------------------------------
+    print("\n4. Oracle: the planted time courses as BNs (perfect networks), same cross-story test")
+    out["oracle"] = {}
+    for story in ds.stories:
+        other = [s for s in ds.stories if s != story]
+        an_sel = np.concatenate([zscore_columns(compute_neurons(ds, s, args.model, cfg, cache=cache)["an_timecourses"])
+                                 for s in other])
+        bn_sel = np.concatenate([zscore_columns(truth["timecourses"][s]) for s in other])
+        an_t = compute_neurons(ds, story, args.model, cfg, cache=cache)["an_timecourses"]
+        cs = cross_story_pairs(an_sel, bn_sel, an_t, truth["timecourses"][story],
+                               n_permutations=cfg.cross_draws(len(truth["names"])), seed=cfg.seed, null=cfg.cross_null)
+        cells = [f"{n} {r:+.2f} (q {q:.3f})" for n, r, q in zip(truth["names"], cs.r_test, cs.q)]
+        out["oracle"][story] = dict(zip(truth["names"], [float(x) for x in cs.r_test]))
+        print(f"   test {story}: " + "; ".join(cells))
+    out["load"] = _load()
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, default=float))
+    if args.planted_an:
         planted_an_check(args)
 
 
 def planted_an_check(args) -> None:
-    """4. End-to-end recovery of couplings planted on purpose: a synthetic listening dataset
+    """5. End-to-end recovery of couplings planted on purpose: a synthetic listening dataset
     (packaged stories, steady speech) whose first networks are driven by chosen ANs."""
     from brainviz.coupling import CouplingConfig, run_coupling
     from brainviz.coupling._synthetic import synthetic_dataset
     from brainviz.coupling.neurons import compute_an_timecourses, story_grid
+    from brainviz.coupling.truth import match_networks
     from brainviz.models.encoder import load_encoder
 
     chosen = [(0, 3, 5), (2, 7, 11), (5, 1, 30)]  # (layer, head, dim)
@@ -180,12 +212,11 @@ def planted_an_check(args) -> None:
         full[g.first_trs[0]:g.first_trs[0] + g.n_trs] = an.timecourses[:, an_ids]
         drivers[story] = full
     ds, truth = synthetic_dataset(drivers=drivers, **kw)
-    print(f"\n4. Planted AN couplings: synthetic dataset ({kw['n_participants']} participants, {kw['n_units']} units, "
+    print(f"\n5. Planted AN couplings: synthetic dataset ({kw['n_participants']} participants, {kw['n_units']} units, "
           f"noise s.d. {kw['noise']}), networks 0-2 driven by ANs {['L%dH%dD%d' % c for c in chosen]} = {an_ids}")
     for story in ds.stories:
-        res = run_coupling(ds, story, args.model, CouplingConfig(bn="ica", n_networks=8, permutations=args.permutations,
-                                                                pos=False), cache=False)
-        idx, sr = spatial_match(res.maps, truth["maps"])
+        res = run_coupling(ds, story, args.model, CouplingConfig(bn="ica", n_networks=8, pos=False), cache=False)
+        idx, sr = match_networks(res.maps, truth["maps"])
         pairs, bp = res.pairs(), res.bn_pairs()
         print(f"  {story}: significant ANs {int(pairs['significant'].sum())}/{len(pairs)}")
         for j, a in enumerate(an_ids):

@@ -80,7 +80,7 @@ def test_cross_story_pairs_find_planted_and_not_null():
         ans = _circular_noise(rng, t, n_ans)
         ans[:, 17] = -bns[:, 2] + 0.5 * ans[:, 17] / ans[:, 17].std() * bns[:, 2].std()  # negative coupling
         stories.append((ans, bns))
-    cs = cross_story_pairs(stories[0][0], stories[0][1], stories[1][0], stories[1][1])
+    cs = cross_story_pairs(stories[0][0], stories[0][1], stories[1][0], stories[1][1], null="circular")
     assert cs.an[2] == 17 and cs.r_select[2] < -0.5 and cs.r_test[2] < -0.5
     assert cs.q[2] <= 0.05 and cs.ci_high[2] < 0
     assert cs.n_permutations == t2 - 1

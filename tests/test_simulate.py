@@ -187,10 +187,19 @@ def test_ground_truth_files(reading, listening):
             assert key in gt
     gt = load_ground_truth(listening)
     k = len(gt["networks"])
-    assert k == 6 and gt["network_maps"].shape == (k, 20484)
+    assert k == 7 and gt["network_maps"].shape == (k, 20484)
     assert gt["network_timecourses"].shape == (gt["drivers"].shape[0], k)
     assert len({n["driver"] for n in gt["networks"]}) == k  # one distinct driver each
     assert np.all(gt["planted_mask"][np.any(gt["network_maps"] != 0, axis=0)])
+    roles = [n["role"] for n in gt["networks"]]
+    assert roles == ["coupled"] * 5 + ["control"] * 2
+    names = gt["driver_names"]
+    for j, net in enumerate(gt["networks"]):
+        if net["role"] == "coupled":  # a coupled network follows its (word-derived) driver column exactly
+            np.testing.assert_allclose(gt["network_timecourses"][:, j], gt["drivers"][:, names.index(net["driver"])],
+                                       rtol=1e-5, atol=1e-6)
+        else:  # a control follows no driver: it is not in the driver table
+            assert net["driver"] not in names and net["control_tau_s"] > 0
 
 
 def test_neural_drivers_match_the_loaded_word_windows(reading, listening):

@@ -6,6 +6,8 @@ Public API
 ----------
 run_coupling, CouplingConfig, CouplingResult     the job (CLI: ``python -m brainviz couple``)
 cross_story_coupling                             one test per BN, pairs selected on other stories
+validated_pairs                                  cross-story pairs of every story (each tested once)
+planted_networks, planted_recovery, network_ceiling   simulated ground truth vs recovered (:mod:`.truth`)
 CouplingError                                    bad input (message names what is wrong)
 compute_an_timecourses, an_activations, an_activations_naive, convolve_hrf, build_transcript,
     extract_qk, attention_shape, AttentionShape  artificial neurons (:mod:`.neurons`)
@@ -23,6 +25,7 @@ from brainviz.coupling.api import (
     compute_neurons,
     cross_story_coupling,
     run_coupling,
+    validated_pairs,
 )
 from brainviz.coupling.couple import CouplingStats, couple, fdr, layer_summary, pearson_matrix
 from brainviz.coupling.networks import (
@@ -46,10 +49,12 @@ from brainviz.coupling.neurons import (
     extract_qk,
     story_grid,
 )
+from brainviz.coupling.truth import network_ceiling, planted_networks, planted_recovery
 from brainviz.coupling.pos import CATEGORIES, POS_MAPPING, category_counts, token_categories, top_pairs
 
 __all__ = [
-    "run_coupling", "cross_story_coupling", "CouplingConfig", "CouplingResult", "CouplingError", "compute_networks", "compute_neurons",
+    "run_coupling", "cross_story_coupling", "validated_pairs", "planted_networks", "planted_recovery",
+    "network_ceiling", "CouplingConfig", "CouplingResult", "CouplingError", "compute_networks", "compute_neurons",
     "couple", "CouplingStats", "fdr", "layer_summary", "pearson_matrix",
     "BrainNetworks", "GaussianBernoulliRBM", "fit_networks", "fit_vsdbn", "group_data", "ica_networks", "vsdbn_networks",
     "AttentionShape", "an_activations", "an_activations_naive", "attention_shape", "build_transcript",

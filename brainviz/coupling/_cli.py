@@ -23,15 +23,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="cross-story pairing: pick each BN's best AN (|r|) on these stories and test that pair "
                         "alone on --story (one test per BN, BH over BNs); writes OUT-stem.cross.csv")
     p.add_argument("--model", default="pretrained", help="'pretrained', a checkpoint or a Hugging Face folder")
-    p.add_argument("--bn", choices=("vsdbn", "ica"), default="vsdbn", help="network extraction (default vsdbn)")
+    p.add_argument("--bn", choices=("vsdbn", "ica"), default="ica",
+                   help="network extraction: ica (default) or the paper's vsdbn")
     p.add_argument("--n-networks", type=int, default=None, help="number of networks (default: preset's, 128 paper / 32 quick)")
     p.add_argument("--permutations", type=int, default=5000, help="null draws for p-values (default 5000)")
     p.add_argument("--null", choices=("circular", "phase"), default="circular", help="null model (default circular shifts)")
     p.add_argument("--selection", choices=("max", "pair"), default="max",
                    help="null of the max over partners (default) or of the chosen pair only (per-pair test)")
     p.add_argument("--preset", choices=("quick", "paper"), default="quick", help="network training settings (default quick)")
-    p.add_argument("--group", choices=("concat", "average"), default="concat",
-                   help="train networks on all participants' TRs (concat, paper) or the participant average")
+    p.add_argument("--group", choices=("concat", "average"), default="average",
+                   help="train networks on the participant average of each story (default) or on all "
+                        "participants' TRs (concat, the paper)")
+    p.add_argument("--cross-null", choices=("phase", "circular"), default="phase",
+                   help="null of the cross-story test (--select-story): phase randomisation (default) or circular shifts")
+    p.add_argument("--cross-permutations", type=int, default=0,
+                   help="null draws of the cross-story test (default 0: enough for the FDR level to be reachable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-pos", action="store_true", help="skip part-of-speech tagging of ANs")
     p.add_argument("--shuffle-words", action="store_true", help="null control: shuffle the story's words")
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     config = CouplingConfig(
         bn=args.bn, n_networks=args.n_networks, preset=args.preset, group=args.group, permutations=args.permutations,
         null=args.null, selection=args.selection, seed=args.seed, pos=not args.no_pos, shuffle_words=args.shuffle_words,
+        cross_null=args.cross_null, cross_permutations=args.cross_permutations,
     )
     last = [-1]
 

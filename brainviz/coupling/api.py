@@ -30,18 +30,23 @@ from brainviz.coupling import pos as _pos
 from brainviz.coupling.neurons import AttentionShape, CouplingError, an_index, an_number
 from brainviz.data.dataset import Dataset
 
-RESULT_VERSION = 2  # 2: exact circular null (p >= 1/T), test names, reachability
+RESULT_VERSION = 3  # 2: exact circular null (p >= 1/T), test names, reachability; 3: progress while loading
 Progress = Callable[[float, str], None]
 
 
 @dataclasses.dataclass(frozen=True)
 class CouplingConfig(JobConfig):
-    """Options of the AN-BN coupling job (defaults: the paper, with the CPU ``quick`` VS-DBN).
+    """Options of the AN-BN coupling job.
+
+    Defaults: spatial ICA on participant-averaged data (``bn="ica"``, ``group="average"``),
+    which recovers planted networks at or near the oracle ceiling on the simulation
+    (``docs/coupling.md``); the paper's VS-DBN on all participants' TRs is
+    ``bn="vsdbn", group="concat"``.
 
     Attributes
     ----------
     bn : 'vsdbn' or 'ica'
-        How BNs (functional networks) are extracted.
+        How BNs (functional networks) are extracted (default 'ica').
     n_networks : int, optional
         Number of BNs (VS-DBN third-layer units / ICA components); default from the preset
         (paper 128, quick 32).
@@ -49,7 +54,7 @@ class CouplingConfig(JobConfig):
         VS-DBN / ICA training settings (see :mod:`brainviz.coupling.networks`).
     group : 'concat' or 'average'
         Train the networks on the TRs of all participants (paper) or on the participant
-        average of each story.
+        average of each story (default).
     permutations : int
         Null draws for the p-values (0: no test).
     null : 'circular' or 'phase'
@@ -79,12 +84,19 @@ class CouplingConfig(JobConfig):
         Null control: shuffle the story's words before computing ANs.
     seed : int
         Seed of the BN training, permutations and word shuffling.
+    cross_null : 'phase' or 'circular'
+        Null of the cross-story test (:func:`cross_story_coupling`): phase-randomised
+        (default; every draw distinct, so the p-value floor falls with more draws) or
+        circularly shifted BN time courses (floor 1 / T).
+    cross_permutations : int
+        Null draws of the cross-story test; 0 (default) chooses enough for the FDR level to be
+        reachable over the BNs (:func:`brainviz.coupling.couple.permutations_for_fdr`).
     """
 
-    bn: str = "vsdbn"
+    bn: str = "ica"
     n_networks: int | None = None
     preset: str = "quick"
-    group: str = "concat"
+    group: str = "average"
     permutations: int = 5000
     null: str = "circular"
     selection: str = "max"
@@ -98,6 +110,8 @@ class CouplingConfig(JobConfig):
     pos: bool = True
     shuffle_words: bool = False
     seed: int = 0
+    cross_null: str = "phase"
+    cross_permutations: int = 0
 
     def validate(self) -> None:
         if self.bn not in _networks.METHODS:
@@ -124,6 +138,14 @@ class CouplingConfig(JobConfig):
             raise ConfigError(f"CouplingConfig.max_tokens must be >= 8, got {self.max_tokens}")
         if self.hrf_oversampling < 1:
             raise ConfigError(f"CouplingConfig.hrf_oversampling must be >= 1, got {self.hrf_oversampling}")
+        if self.cross_null not in _couple.NULLS:
+            raise ConfigError(f"CouplingConfig.cross_null must be one of {_couple.NULLS}, got {self.cross_null!r}")
+        if not isinstance(self.cross_permutations, int) or self.cross_permutations < 0:
+            raise ConfigError(f"CouplingConfig.cross_permutations must be an integer >= 0, got {self.cross_permutations!r}")
+
+    def cross_draws(self, n_bns: int) -> int:
+        """Null draws of the cross-story test for ``n_bns`` tests (see ``cross_permutations``)."""
+        return int(self.cross_permutations or _couple.permutations_for_fdr(n_bns, self.alpha))
 
     @property
     def networks(self) -> int:
@@ -544,6 +566,17 @@ def compute_neurons(dataset: Dataset, story: str, model: str | os.PathLike, conf
     return cache.arrays("coupling-neurons", key, compute)
 
 
+_NOT_IN_RESULT = ("cross_null", "cross_permutations")  # settings of the cross-story test only
+
+
+def result_key(dataset: Dataset, story: str, model: str | os.PathLike, config: CouplingConfig, cache=None) -> str:
+    """Cache key of one :func:`run_coupling` result."""
+    from brainviz._io import content_hash
+
+    cfg = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_RESULT}
+    return content_hash("coupling", RESULT_VERSION, dataset_key(dataset, cache), story, model_key(model, cache), cfg)
+
+
 def run_coupling(
     dataset: Dataset | str | os.PathLike,
     story: str,
@@ -553,7 +586,8 @@ def run_coupling(
     *,
     cache: Any = True,
     device: str | None = None,
-) -> CouplingResult:
+    cached_only: bool = False,
+) -> CouplingResult | None:
     """Couple the ANs of ``model`` with the BNs of ``dataset`` on ``story``.
 
     Parameters
@@ -567,13 +601,15 @@ def run_coupling(
     progress : callable(fraction, message), optional
     cache : True (``data_cache/``), a :class:`brainviz.cache.Cache`, or False (no caching)
     device : torch device for the model and the VS-DBN (default: CUDA when available)
+    cached_only : bool
+        Return the cached result, or ``None`` when it is not cached (nothing is computed; the
+        app uses this to restore a view from its URL).
 
     Raises
     ------
     CouplingError
         Story not in the dataset, words without timings, a model without attention queries/keys.
     """
-    from brainviz._io import content_hash
     from brainviz.cache import Cache
     from brainviz.coupling.neurons import story_grid, story_words
     from brainviz.data.dataset import load_dataset
@@ -619,10 +655,13 @@ def run_coupling(
         return CouplingResult(meta, arrays).to_arrays()
 
     if cache_obj is None:
+        if cached_only:
+            return None
         result = CouplingResult.from_arrays(compute())
     else:
-        key = content_hash("coupling", RESULT_VERSION, dataset_key(dataset, cache_obj), story,
-                           model_key(model, cache_obj), config.to_dict())
+        key = result_key(dataset, story, model, config, cache_obj)
+        if cached_only and not cache_obj.has("coupling", key, ".npz"):
+            return None
         result = CouplingResult.from_arrays(cache_obj.arrays("coupling", key, compute))
     if progress:
         progress(1.0, "done")
@@ -639,24 +678,32 @@ def cross_story_coupling(
     *,
     cache: Any = True,
     device: str | None = None,
+    cached_only: bool = False,
 ):
     """Cross-validated AN-BN pairs: one test per BN (see :func:`brainviz.coupling.couple.cross_story_pairs`).
 
     For every BN its best AN (largest ``|r|``) is chosen on ``select_stories`` and tested on
     ``test_stories`` (each a story or a list; several stories are concatenated after z-scoring
-    each one's time courses). The BNs are the same in every story (networks are trained on all
-    stories' fMRI), so the pairs carry over. Each story's time courses come from
-    :func:`run_coupling` (cached).
+    each one's time courses), one-sided in the selected direction, with the null of
+    ``config.cross_null`` (phase randomisation by default: the BN time courses' power spectra
+    are kept) and ``config.cross_draws(n_bns)`` draws, so the FDR level is reachable; BH over
+    BNs. The BNs are the same in every story (networks are trained on all stories' fMRI), so
+    the pairs carry over. Each story's time courses come from :func:`run_coupling` (cached).
+    With ``config.shuffle_words`` the ANs of every story come from shuffled words (null control).
 
     Returns
     -------
-    DataFrame with ``bn, an, name, layer, head, dim, r_select, r_test, ci_low, ci_high, p, q,
-    significant, test, select, test_on, n_trs_test, simulated`` and, in ``.attrs``, the
-    reachability of the FDR level.
+    DataFrame with ``bn, an, name, layer, head, dim, r_select, r_test, ci_low, ci_high,
+    null_sd, p, q, significant, r_word_rate, direction, test, select, test_on, n_trs_test,
+    shuffled_words, simulated`` (``r_word_rate``: r of the BN's test time course with the
+    HRF-convolved tokens per TR, i.e. how much speech rate drives it) and,
+    in ``.attrs``, the test and the reachability of the FDR level; ``None`` with
+    ``cached_only`` when a story's result is not cached.
     """
     import pandas as pd
 
     from brainviz.coupling.couple import cross_story_pairs, zscore_columns
+    from brainviz.coupling.neurons import convolve_hrf
 
     config = config or CouplingConfig()
     sel = [select_stories] if isinstance(select_stories, str) else list(select_stories)
@@ -674,24 +721,80 @@ def cross_story_coupling(
     stories = sel + tst
     for i, story in enumerate(stories):
         results[story] = run_coupling(dataset, story, model, config, _stage(progress, i / len(stories),
-                                      (i + 1) / len(stories)), cache=cache, device=device)
+                                      (i + 1) / len(stories)), cache=cache, device=device, cached_only=cached_only)
+        if results[story] is None:
+            return None
 
     def stack(names: list[str], what: str) -> np.ndarray:
         parts = [results[n].an_timecourses() if what == "an" else results[n].bn_timecourses() for n in names]
         return np.concatenate([zscore_columns(x) for x in parts], axis=0)
 
+    n_bns = results[sel[0]].n_bns
+    # how much of each BN's test time course the speech rate explains: r with the HRF-convolved
+    # number of tokens per TR (word rate survives word shuffling, which keeps the timings)
+    rate = np.concatenate([zscore_columns(convolve_hrf(results[n].arrays["tokens_per_tr"].astype(np.float64)[:, None],
+                                                       float(results[n].meta["tr"]), 16)) for n in tst], axis=0)
+    r_rate = (zscore_columns(stack(tst, "bn")).T.astype(np.float64) @ rate.astype(np.float64))[:, 0]
     cs = cross_story_pairs(stack(sel, "an"), stack(sel, "bn"), stack(tst, "an"), stack(tst, "bn"),
-                           n_permutations=max(config.permutations, 1), seed=config.seed)
+                           n_permutations=config.cross_draws(n_bns), seed=config.seed, null=config.cross_null)
     first = results[sel[0]]
     idx = an_index(first.shape)
     df = pd.DataFrame({
         "bn": cs.bn, "an": cs.an, "name": [an_name(idx["layer"][i], idx["head"][i], idx["dim"][i]) for i in cs.an],
         "layer": idx["layer"][cs.an], "head": idx["head"][cs.an], "dim": idx["dim"][cs.an],
         "r_select": cs.r_select, "r_test": cs.r_test, "ci_low": cs.ci_low, "ci_high": cs.ci_high,
-        "p": cs.p, "q": cs.q, "significant": cs.q <= config.alpha, "test": cs.test,
+        "null_sd": cs.null_sd, "p": cs.p, "q": cs.q, "significant": cs.q <= config.alpha, "r_word_rate": r_rate,
+        "direction": np.where(cs.r_select >= 0, "+", "-"), "test": cs.test,
         "select": "+".join(sel), "test_on": "+".join(tst), "n_trs_test": cs.n_trs_test,
-        "simulated": bool(dataset.simulated),
+        "shuffled_words": bool(config.shuffle_words), "simulated": bool(dataset.simulated),
     })
-    df.attrs["reachability"] = _couple.reachability(len(cs.bn), cs.n_trs_test, cs.n_permutations, config.alpha)
+    df.attrs["reachability"] = _couple.reachability(len(cs.bn), cs.n_trs_test, cs.n_permutations, config.alpha,
+                                                    config.cross_null)
     df.attrs["test"] = cs.test
     return df
+
+
+def validated_pairs(
+    dataset: Dataset | str | os.PathLike,
+    model: str | os.PathLike = "pretrained",
+    config: CouplingConfig | None = None,
+    progress: Progress | None = None,
+    *,
+    stories: list[str] | None = None,
+    cache: Any = True,
+    device: str | None = None,
+    cached_only: bool = False,
+):
+    """Cross-story validated pairs of every story: each story is the test story once, its pairs
+    selected on all the other stories (:func:`cross_story_coupling`).
+
+    Returns one DataFrame (rows of every test story; ``test_on`` names it), sorted by test story,
+    then significant pairs first, then q; ``None`` with ``cached_only`` when something is not
+    cached. A dataset with a single story raises :class:`CouplingError`.
+    """
+    import pandas as pd
+
+    config = config or CouplingConfig()
+    if not isinstance(dataset, Dataset):
+        from brainviz.data.dataset import load_dataset
+
+        dataset = load_dataset(dataset)
+    stories = list(stories or dataset.stories)
+    if len(stories) < 2:
+        raise CouplingError(f"dataset {dataset.name!r} has {len(stories)} story: validated pairs need two "
+                            "(select on one, test on another)")
+    parts = []
+    for i, story in enumerate(stories):
+        others = [s for s in stories if s != story]
+        df = cross_story_coupling(dataset, others, story, model, config,
+                                  _stage(progress, i / len(stories), (i + 1) / len(stories)), cache=cache,
+                                  device=device, cached_only=cached_only)
+        if df is None:
+            return None
+        parts.append(df)
+    out = pd.concat(parts, ignore_index=True)
+    out["_order"] = out["test_on"].map({s: i for i, s in enumerate(stories)})
+    out = out.sort_values(["_order", "significant", "q"], ascending=[True, False, True]).drop(columns="_order")
+    out = out.reset_index(drop=True)
+    out.attrs.update(parts[0].attrs)
+    return out

@@ -263,13 +263,17 @@ class CrossStoryPairs:
     bn, an : int (n_bns,)
         BN index and its AN chosen on the selection data (largest |r|).
     r_select, r_test : float (n_bns,)
-        r of the pair on the selection and on the test data.
+        r of the pair on the selection and on the test data (``r_test`` is the effect size).
     p, q : float (n_bns,)
-        One-sided circular-shift p-value on the test data in the direction of ``r_select``;
-        BH q over BNs.
+        One-sided permutation p-value on the test data in the direction of ``r_select``
+        (phase-randomised or circularly shifted BN time courses); BH q over BNs.
     ci_low, ci_high : float (n_bns,)
-        ``r_test`` +- 1.96 x the s.d. of the null r (keeps autocorrelation).
+        95 % interval of ``r_test``: percentile interval of a circular block bootstrap of the
+        test TRs (blocks of ``block`` TRs keep the autocorrelation).
+    null_sd : float (n_bns,)
+        s.d. of the null r (how large a chance coupling is on these time courses).
     n_trs_select, n_trs_test, n_permutations : int
+    null : str
     """
 
     bn: np.ndarray
@@ -283,7 +287,64 @@ class CrossStoryPairs:
     n_trs_select: int
     n_trs_test: int
     n_permutations: int
-    test: str = "cross-story: best AN per BN selected on other stories, circular-shift null, BH over BNs"
+    null: str = "phase"
+    null_sd: np.ndarray | None = None
+    test: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.test:
+            what = {"phase": "phase-randomised BN time courses (power spectrum kept)",
+                    "circular": "circularly shifted BN time courses"}[self.null]
+            self.test = (f"cross-story: best AN per BN (largest |r|) selected on other stories, tested once on the "
+                         f"test story, one-sided in the selected direction; null: {what}, {self.n_permutations} draws; "
+                         "BH over BNs")
+
+
+def permutations_for_fdr(n_tests: int, alpha: float = 0.05, floor: int = 1000) -> int:
+    """Permutations that make BH at ``alpha`` over ``n_tests`` reachable with margin.
+
+    A single test at the smallest p ``1 / (1 + n)`` gets ``q = n_tests / (1 + n)``; this asks
+    for ``q <= alpha / 10`` (rounded up to a multiple of 1,000, at least ``floor``).
+    """
+    need = int(np.ceil(10.0 * max(int(n_tests), 1) / float(alpha)))
+    return int(max(floor, int(np.ceil(need / 1000.0)) * 1000))
+
+
+def _phase_surrogates(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, T, K) phase-randomised surrogates of the columns of ``x`` (each column its own phases)."""
+    t = x.shape[0]
+    f = np.fft.rfft(x, axis=0)  # (F, K)
+    phases = rng.uniform(0.0, 2.0 * np.pi, size=(n, f.shape[0], f.shape[1]))
+    phases[:, 0] = 0.0
+    if t % 2 == 0:
+        phases[:, -1] = 0.0
+    return np.fft.irfft(f[None] * np.exp(1j * phases), n=t, axis=1)
+
+
+def block_bootstrap_r(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, block: int = 10, seed: int = 0,
+                      level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of the column-wise Pearson r of ``a`` and ``b`` (T x K) by circular block bootstrap."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    t = a.shape[0]
+    block = int(max(1, min(block, t)))
+    n_blocks = int(np.ceil(t / block))
+    rng = np.random.default_rng(seed)
+    rs = np.empty((n_boot, a.shape[1]))
+    for i in range(n_boot):
+        starts = rng.integers(0, t, size=n_blocks)
+        idx = ((starts[:, None] + np.arange(block)[None, :]) % t).ravel()[:t]
+        rs[i] = _colwise_r(a[idx], b[idx])
+    lo = np.quantile(rs, (1.0 - level) / 2.0, axis=0)
+    hi = np.quantile(rs, 1.0 - (1.0 - level) / 2.0, axis=0)
+    return lo, hi
+
+
+def _colwise_r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    den = np.sqrt((a * a).sum(0) * (b * b).sum(0))
+    return np.where(den > 0, (a * b).sum(0) / np.where(den > 0, den, 1.0), 0.0)
 
 
 def cross_story_pairs(
@@ -295,6 +356,10 @@ def cross_story_pairs(
     n_permutations: int = 5000,
     seed: int = 0,
     signed: bool = True,
+    null: str = "phase",
+    n_boot: int = 2000,
+    block: int = 10,
+    chunk: int = 500,
 ) -> CrossStoryPairs:
     """Cross-validated AN-BN pairing (see the module docstring).
 
@@ -302,9 +367,16 @@ def cross_story_pairs(
     ----------
     an_select, bn_select : (T1 x n_ans), (T1 x n_bns) time courses used to pick the pairs.
     an_test, bn_test : (T2 x n_ans), (T2 x n_bns) independent time courses to test them on.
-    n_permutations : circular shifts of the test data (all ``T2 - 1`` lags when at least that many).
+    n_permutations : null draws on the test data. ``phase``: phase-randomised BN time courses
+        (every draw distinct, so the smallest p is ``1 / (1 + n)``; see
+        :func:`permutations_for_fdr`). ``circular``: circular shifts (all ``T2 - 1`` lags when
+        at least that many; the smallest p is then ``1 / T2``).
     signed : pick by ``|r|`` and test in the selected direction (True), or only positive couplings.
+    null : 'phase' (default) or 'circular'; both keep the autocorrelation of the BN time courses.
+    n_boot, block : circular block bootstrap of the test TRs for the 95 % interval of ``r_test``.
     """
+    if null not in NULLS:
+        raise CouplingError(f"unknown null {null!r}; expected one of {NULLS}")
     for a, b, what in ((an_select, bn_select, "selection"), (an_test, bn_test, "test")):
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
             raise CouplingError(f"{what} time courses must share their TRs: {a.shape} vs {b.shape}")
@@ -319,18 +391,27 @@ def cross_story_pairs(
     bz = zscore_columns(np.asarray(bn_test)).astype(np.float64)
     t = az.shape[0]
     r_test = (az * bz).sum(axis=0)
-    if n_permutations >= t - 1:
-        lags = np.arange(1, t)
+    rng = np.random.default_rng(seed)
+    n_perm = int(max(1, n_permutations))
+    if null == "circular":
+        lags = np.arange(1, t) if n_perm >= t - 1 else rng.integers(1, t, size=n_perm)
+        nulls = np.stack([(az * np.roll(bz, int(lag), axis=0)).sum(axis=0) for lag in lags])  # (S, K)
     else:
-        lags = np.random.default_rng(seed).integers(1, t, size=int(n_permutations))
-    null = np.stack([(az * np.roll(bz, int(lag), axis=0)).sum(axis=0) for lag in lags])  # (S, K)
-    exceed = (sign * null >= sign * r_test - 1e-9).sum(axis=0)
-    p = (1.0 + exceed) / (1.0 + len(lags))
-    sd = null.std(axis=0)
+        parts = []
+        for a in range(0, n_perm, chunk):
+            sur = _phase_surrogates(bz, min(chunk, n_perm - a), rng)  # (n, T, K)
+            sur -= sur.mean(axis=1, keepdims=True)
+            norm = np.sqrt((sur * sur).sum(axis=1))
+            parts.append((sur * az[None]).sum(axis=1) / np.where(norm > 0, norm, 1.0))
+        nulls = np.concatenate(parts)
+    exceed = (sign * nulls >= sign * r_test - 1e-9).sum(axis=0)
+    p = (1.0 + exceed) / (1.0 + len(nulls))
+    lo, hi = block_bootstrap_r(az, bz, n_boot=n_boot, block=block, seed=seed + 1) if n_boot > 0 else (
+        np.full(k, np.nan), np.full(k, np.nan))
     return CrossStoryPairs(
         bn=np.arange(k), an=best.astype(np.int64), r_select=r_sel[best, np.arange(k)], r_test=r_test, p=p, q=fdr(p),
-        ci_low=r_test - 1.96 * sd, ci_high=r_test + 1.96 * sd, n_trs_select=int(an_select.shape[0]), n_trs_test=t,
-        n_permutations=int(len(lags)))
+        ci_low=lo, ci_high=hi, n_trs_select=int(an_select.shape[0]), n_trs_test=t,
+        n_permutations=int(len(nulls)), null=null, null_sd=nulls.std(axis=0))
 
 
 def fdr(p: np.ndarray) -> np.ndarray:

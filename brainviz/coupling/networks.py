@@ -123,10 +123,11 @@ def zscore_units(x: np.ndarray) -> np.ndarray:
 
 
 def group_data(dataset: Dataset, stories: list[str] | None = None, participants: list[str] | None = None,
-               trim: bool = True) -> GroupData:
+               trim: bool = True, progress: Callable[[float, str], None] | None = None) -> GroupData:
     """Stack the z-scored story data of all participants (see module docstring).
 
     ``trim``: only the TRs from each story's first to its last word (:func:`story_grid`).
+    ``progress(fraction, message)`` is called after each participant is loaded.
     """
     stories = list(stories) if stories is not None else [s for s in dataset.stories]
     participants = list(participants) if participants is not None else dataset.participants
@@ -139,7 +140,9 @@ def group_data(dataset: Dataset, stories: list[str] | None = None, participants:
     v = n_units.pop()
     blocks_data, blocks = [], []
     row = 0
-    for p in participants:
+    for i_p, p in enumerate(participants):
+        if progress:
+            progress(i_p / len(participants), f"loading fMRI of {p} ({i_p + 1}/{len(participants)})")
         rec = dataset.fmri_of(p)
         offsets = {}
         start = 0
@@ -478,7 +481,9 @@ def fit_networks(dataset: Dataset, method: str = "vsdbn", n_networks: int | None
                  group: str = "concat") -> BrainNetworks:
     """BNs from the fMRI of all participants of all stories of ``dataset``."""
     _check(method, preset)
-    gd = group_data(dataset, trim=trim)
+    load = (lambda f, m: progress(0.3 * f, m)) if progress else None
+    gd = group_data(dataset, trim=trim, progress=load)
+    fit = (lambda f, m: progress(0.3 + 0.7 * f, m)) if progress else None
     if method == "vsdbn":
-        return vsdbn_networks(gd, n_networks, preset, seed, device, progress, group)
-    return ica_networks(gd, n_networks, preset, seed, progress, group)
+        return vsdbn_networks(gd, n_networks, preset, seed, device, fit, group)
+    return ica_networks(gd, n_networks, preset, seed, fit, group)

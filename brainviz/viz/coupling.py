@@ -146,3 +146,69 @@ def text_heatmap_html(
                  'padding:0 4px">query</span> <span style="background:rgba(25,113,194,0.7);padding:0 4px">key</span>'
                  ' (shade = summed |q·k| over the top pairs)</div>')
     return "".join(parts)
+
+
+def one_based(df):
+    """Copy of a pairs table with 1-based ``layer``/``head``/``dim`` and AN names ``L1H1D1`` (as the
+    Attention page and the paper write them); the library's tables are 0-based."""
+    out = df.copy()
+    for col in ("layer", "head", "dim"):
+        if col in out:
+            out[col] = out[col].astype(int) + 1
+    if {"layer", "head", "dim"} <= set(out.columns) and "name" in out:
+        out["name"] = [f"L{la}H{h}D{d}" for la, h, d in zip(out["layer"], out["head"], out["dim"])]
+    return out
+
+
+def an_label(layer: int, head: int, dim: int) -> str:
+    """1-based display name of a 0-based (layer, head, dim)."""
+    return f"L{int(layer) + 1}H{int(head) + 1}D{int(dim) + 1}"
+
+
+def an_label_of(an: int, n_heads: int, head_dim: int) -> str:
+    """1-based display name of AN number ``an = (layer * n_heads + head) * head_dim + dim``."""
+    layer_head, dim = divmod(int(an), int(head_dim))
+    layer, head = divmod(layer_head, int(n_heads))
+    return an_label(layer, head, dim)
+
+
+OUTCOME_COLORS = {"found": "#2b8a3e", "missed": "#868e96", "false coupling": "#c92a2a", "none (correct)": "#1864ab"}
+
+
+def planted_vs_recovered(rec, *, simulated: bool = True, title: str | None = None, height: int | None = None):
+    """Forest plot of the validated coupling of every planted network's matched BN, per test story.
+
+    ``rec`` is :func:`brainviz.coupling.planted_recovery`: one marker per (network, test story) at
+    ``r_test`` with its 95 % interval, coloured by outcome (found / missed / false coupling /
+    none), the network's role and matched BN in the label.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    labels = [f"{n} ({'control' if r == 'control' else 'coupled'}) · BN {b}"
+              for n, r, b in zip(rec["network"], rec["role"], rec["bn"])]
+    rec = rec.assign(_label=labels)
+    stories = list(dict.fromkeys(rec["test_on"]))
+    symbols = ["circle", "diamond", "square", "triangle-up"]
+    for outcome, color in OUTCOME_COLORS.items():
+        for si, story in enumerate(stories):
+            sub = rec[(rec["outcome"] == outcome) & (rec["test_on"] == story)]
+            if sub.empty:
+                continue
+            r = sub["r_test"].to_numpy(dtype=float)
+            lo = sub["ci_low"].to_numpy(dtype=float)
+            hi = sub["ci_high"].to_numpy(dtype=float)
+            fig.add_trace(go.Scatter(
+                x=np.round(r, 4), y=sub["_label"], mode="markers", name=f"{outcome} · test {story}",
+                marker=dict(color=color, size=10, symbol=symbols[si % len(symbols)]),
+                error_x=dict(type="data", symmetric=False, array=np.round(hi - r, 4), arrayminus=np.round(r - lo, 4),
+                             color=color, thickness=1.2),
+                customdata=np.stack([sub["q"].to_numpy(dtype=float), sub["an"].to_numpy()], axis=1),
+                hovertemplate="%{y}<br>r on " + story + " %{x:.3f}<br>q %{customdata[0]:.4f}<extra></extra>"))
+    fig.add_vline(x=0, line=dict(color="#adb5bd"))
+    n = len(set(labels))
+    fig.update_layout(title=dict(text=title or "Planted networks: cross-story validated coupling of the matched BN"),
+                      xaxis_title="r of the selected AN-BN pair on the test story (95 % block-bootstrap interval)",
+                      height=height or max(300, 60 + 42 * n), margin=dict(l=220, r=20, t=60, b=50),
+                      plot_bgcolor="white", legend=dict(orientation="h", y=-0.25))
+    return add_simulated_badge(fig, simulated)

@@ -23,7 +23,7 @@ from brainviz.data.simulate.config import (
     SimulationConfig,
 )
 from brainviz.data.simulate.drivers import (
-    NETWORK, READABLE, SEMANTIC_DIMS, SPECIFIC, _build_drivers, driver_specs,
+    NETWORK, READABLE, SEMANTIC_DIMS, SPECIFIC, _build_drivers, _network_timecourses, driver_specs,
 )
 from brainviz.data.simulate.fmri import _responsiveness, _simulate_fmri
 from brainviz.data.simulate.lexicon import (
@@ -260,12 +260,12 @@ def _build_listening(target: Path, config: SimulationConfig, progress: _Progress
     stim, wf = _linguistic_stimulus(stim)
     progress.step(weight["prep"], "listening: words annotated")
     net_specs = NETWORK_SPECS[: config.n_networks]
-    plant = _plant("listening", stim, wf, layouts, LISTENING_TR, config, [s.driver for s in net_specs])
+    plant = _plant("listening", stim, wf, layouts, LISTENING_TR, config,
+                   [s.driver for s in net_specs if s.role != "control"])
     names, drivers, neural = plant["names"], plant["drivers"], plant["neural"]
     kept = _kept_mask(layouts)
     net_maps, net_sizes = _network_maps(net_specs, config.network_r2)
-    net_tc = drivers[:, [names.index(s.driver) for s in net_specs]]
-    net_neural = neural[:, [names.index(s.driver) for s in net_specs]]
+    net_tc, net_neural = _network_timecourses(net_specs, names, drivers, neural, layouts, LISTENING_TR, config)
     pids = [f"sub-{i + 1:02d}" for i in range(preset["listening_fmri"])]
     recordings, pinfo, measured, planted = _simulate_fmri(
         "listening", pids, layouts, LISTENING_TR, drivers, names, plant["components"], plant["regions"],
@@ -287,6 +287,9 @@ def _build_listening(target: Path, config: SimulationConfig, progress: _Progress
                      f"Planted language regions and {len(net_specs)} functional networks are in ground_truth/."),
     )
     dataset = Dataset(meta, stim, recordings, {})
+    from brainviz.data.simulate.audio import attach_simulated_audio  # issue 15: the stories' audio
+
+    audio_info = attach_simulated_audio(dataset, config)
     gt = _common_ground_truth("listening", config, plant, wf, layouts, LISTENING_TR, titles)
     tc_corr = np.corrcoef(net_tc[kept].T) if len(net_specs) > 1 else np.ones((1, 1))
     gt.update({
@@ -295,12 +298,17 @@ def _build_listening(target: Path, config: SimulationConfig, progress: _Progress
         "speech_rate_words_per_s": dict(zip([lay.name for lay in layouts], words_per_s)),
         "networks": [
             {"index": k, "name": s.name, "driver": s.driver, "n_vertices": n,
-             "peak_r2": _r(config.network_r2),
+             "peak_r2": _r(config.network_r2), "role": s.role,
+             "expected_coupling": (f"ANs that carry {s.driver} (measured in both stories before planting, "
+                                   "see docs/simulation.md; either sign)") if s.role == "coupled"
+             else "none: a non-linguistic control (random soundtrack envelope, the same for every listener)",
+             "control_tau_s": s.control_tau if s.role == "control" else None,
              "blobs": [{"mni": [float(v) for v in mni], "radius_mm": float(rad), "weight": float(w)} for mni, rad, w in s.blobs]}
             for k, (s, n) in enumerate(zip(net_specs, net_sizes))
         ],
         "network_timecourse_correlations": [[_r(v) for v in row] for row in np.atleast_2d(tc_corr)],
         "measured": measured,
+        "audio": audio_info,
         "speech_timing": "duration (0.09 + 0.15 * syllables) s x lognormal(0, 0.12); gaps 0.03 s, 0.18 s after , ; : -, "
                          "0.40 s after . ! ?, 0.75 s at paragraph ends (x lognormal(0, 0.25))",
     })

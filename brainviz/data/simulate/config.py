@@ -11,7 +11,7 @@ import numpy as np
 
 from brainviz.config import ConfigError, JobConfig
 
-SIMULATOR_VERSION = "2.0"
+SIMULATOR_VERSION = "2.1"
 EXPERIMENTS = ("reading", "listening")
 N_VERTICES = 20484
 STORY_DIR = Path(__file__).resolve().parent.parent / "stories"
@@ -75,9 +75,11 @@ class SimulationConfig(JobConfig):
     right_r2_scale : float
         Multiplier of ``peak_r2`` in the right-hemisphere homologues (default 0.35).
     network_r2 : float
-        Target per-TR r^2 at the peak of each planted listening network (default 0.08).
+        Target per-TR r^2 at the peak of each planted listening network (default 0.10).
     n_networks : int
-        Number K of planted functional networks in the listening data (default 6, at most 8).
+        Number K of planted functional networks in the listening data: the first K of
+        :data:`~brainviz.data.simulate.space.NETWORK_SPECS` (default 7, all of them: 5 that ANs
+        should couple with, then 2 negative controls).
     recency_tau : float
         Time constant (s) of the exponential recency weighting of words (default 2.5).
     window : float
@@ -92,6 +94,10 @@ class SimulationConfig(JobConfig):
         Peak amplitude of the feature-driven MEG components at their best sensor per unit (z)
         of their driver, relative to the noise s.d. (default 0.3: single-word correlations of
         about 0.2-0.3 at the best sensor and time bin; single epochs stay noisy, as in real MEG).
+    audio : str
+        Voice of the listening stories (issue 15, :mod:`brainviz.data.simulate.audio`):
+        ``"auto"`` (default: Debian ``espeak-ng`` when installed, else the pure-Python formant
+        synthesizer), ``"espeak-ng"``, ``"formant"`` or ``"none"`` (no audio).
     """
 
     preset: str = "default"
@@ -99,13 +105,14 @@ class SimulationConfig(JobConfig):
     peak_r2: float = 0.25
     readable_share: float = 0.5
     right_r2_scale: float = 0.35
-    network_r2: float = 0.08
-    n_networks: int = 6
+    network_r2: float = 0.10
+    n_networks: int = 7
     recency_tau: float = 2.5
     window: float = 10.1
     noise_tau: float = 2.0
     structured_noise: float = 0.25
     meg_snr: float = 0.3
+    audio: str = "auto"  # issue 15: simulated listening audio
 
     def validate(self) -> None:
         name = type(self).__name__
@@ -128,6 +135,8 @@ class SimulationConfig(JobConfig):
         for field, ok, what in checks:
             if not ok:
                 raise ConfigError(f"{name}.{field} must be {what}, got {getattr(self, field)!r}")
+        if self.audio not in ("auto", "espeak-ng", "formant", "none"):  # issue 15
+            raise ConfigError(f"{name}.audio must be one of auto, espeak-ng, formant, none; got {self.audio!r}")
         from brainviz.data.simulate.space import NETWORK_SPECS
 
         n_specs = len(NETWORK_SPECS)

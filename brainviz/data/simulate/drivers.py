@@ -20,8 +20,13 @@ brain-specific
     truth). They stay exact functions of the window's words (a model can learn them) but
     are not a linear function of word-level lexical features.
 
-Listening adds the raw category presences (``max`` over the window of recency x [category])
-that its planted functional networks follow (component ``network``).
+Listening adds the drivers its planted functional networks follow (component ``network``):
+word-class and discourse composition of the last few seconds of speech -- sentence ends,
+the share of proper nouns, the share of words spoken inside quotation marks -- computed
+with a short window (:data:`NETWORK_WINDOW`, :data:`NETWORK_TAU`); plus the readable
+``word_rate`` and ``log_frequency``. These are quantities that attention query-key products
+of the packaged MiniLM were measured to carry in both stories (``docs/simulation.md``).
+(The raw category presences of version 2.0 are still available by name.)
 
 Neural drivers on a 0.25 s grid are convolved with nilearn's SPM HRF and scaled to unit
 variance over the kept TRs (20 / 15 trim, per-run linear detrend).
@@ -30,6 +35,7 @@ variance over the kept TRs (20 / 15 trim, per-run linear detrend).
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -71,6 +77,22 @@ SPECIFIC_DRIVERS: tuple[tuple[str, str, str, str], ...] = (
 # Listening networks whose time course is a category: the raw presence of that category
 # (max over the window of recency x [category]); not used by the language regions.
 NETWORK, NETWORK_CATEGORIES = "network", ("people", "emotion", "place", "motion", "time_number", "body")
+# Word-derived drivers of the listening networks: composition of the last few seconds of
+# speech (short window, fast recency), which the packaged MiniLM's attention query-key
+# products carry in both stories (measured before planting, see docs/simulation.md).
+NETWORK_WINDOW, NETWORK_TAU = 3.0, 1.5  # s
+NETWORK_WORD_DRIVERS: tuple[tuple[str, str, str, str], ...] = (
+    ("sentence_end", NETWORK, "max",
+     f"presence of a sentence end (word ending in . ! ? before closing quotes): max over the last {NETWORK_WINDOW:g} s "
+     f"of exp(-lag / {NETWORK_TAU:g} s) x [sentence end]"),
+    ("propn_share", NETWORK, "share",
+     f"share of proper nouns among the words of the last {NETWORK_WINDOW:g} s (recency exp(-lag / {NETWORK_TAU:g} s)), "
+     "minus the run's share (0 when no word is in the window)"),
+    ("dialogue_share", NETWORK, "share",
+     f"share of words spoken inside quotation marks (direct speech) among the words of the last {NETWORK_WINDOW:g} s "
+     f"(recency exp(-lag / {NETWORK_TAU:g} s)), minus the run's share (0 when no word is in the window)"),
+)
+_SHORT = {"sentence_end": "sent_end", "propn_share": "propn", "dialogue_share": "dialogue"}
 
 
 LEXICAL_BASIS = ["sum_words", "sum_content", *(f"sum_{c}" for c in CATEGORIES)]
@@ -85,7 +107,31 @@ def driver_specs(experiment: str, network_drivers: Sequence[str] = ()) -> list[t
     readable = list(READABLE_DRIVERS) + (list(LISTENING_READABLE) if experiment == "listening" else [])
     network = [(c, NETWORK, "max", f"presence of a word of category {c!r}: max over the window of recency x [category]")
                for c in network_drivers if c in NETWORK_CATEGORIES]
+    network += [spec for spec in NETWORK_WORD_DRIVERS if spec[0] in network_drivers]
     return readable + list(SPECIFIC_DRIVERS) + network
+
+
+_SENT_END = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*$")
+_QUOTES = "\"\u201c\u201d"
+
+
+def _dialogue(words: Sequence[str], runs: Sequence[str]) -> np.ndarray:
+    """1 for words spoken inside quotation marks (the quote marks' own words included), per run."""
+    out = np.zeros(len(words))
+    inside, prev_run = False, None
+    for i, (w, run) in enumerate(zip(words, runs)):
+        if run != prev_run:
+            inside, prev_run = False, run
+        w = str(w)
+        opens = w[:1] in _QUOTES
+        if opens:
+            inside = True
+        out[i] = float(inside)
+        core = w.rstrip(".,;:!?)\u2026")
+        closes = w[-1:] in _QUOTES or core[-1:] in _QUOTES
+        if closes and (not opens or len(w) > 1 and sum(w.count(q) for q in _QUOTES) >= 2):
+            inside = False
+    return out
 
 
 def _word_arrays(wf) -> dict[str, np.ndarray]:
@@ -108,6 +154,10 @@ def _word_arrays(wf) -> dict[str, np.ndarray]:
         "object": (wf["role"].to_numpy() == "object").astype(float),
         "repeat_back": wf["repeat_back"].to_numpy(dtype=np.int64),
     })
+    words = wf["word"].astype(str).to_numpy()
+    out["sent_end"] = np.array([bool(_SENT_END.search(w.strip())) for w in words], dtype=float)
+    out["propn"] = (wf["pos"].astype(str).to_numpy() == "PROPN").astype(float)
+    out["dialogue"] = _dialogue(words, wf["run"].astype(str).to_numpy() if "run" in wf else [""] * len(words))
     return out
 
 
@@ -132,7 +182,10 @@ def neural_drivers(
     names : sequence of str
         Drivers to compute (see :func:`driver_specs`).
     window, tau : float
-        Window length and recency time constant (s).
+        Window length and recency time constant (s). The networks' composition drivers
+        (``sentence_end``, ``propn_share``, ``dialogue_share``) always use
+        :data:`NETWORK_WINDOW` / :data:`NETWORK_TAU`; their shares are relative to the share
+        over the words in ``arrays`` (one run).
     orthogonalization : mapping, optional
         ``ground_truth.json -> orthogonalization`` (``readable``, ``specific``,
         ``coefficients``): subtract the readable drivers' projection from the brain-specific
@@ -140,6 +193,15 @@ def neural_drivers(
     """
     times = np.asarray(times, dtype=float)
     onsets = np.asarray(onsets, dtype=float)
+    short = [j for j, n in enumerate(names) if n in _SHORT]
+    if short and (window, tau) != (NETWORK_WINDOW, NETWORK_TAU):
+        # the networks' composition drivers use their own short window
+        out = np.zeros((len(times), len(names)))
+        rest = [j for j in range(len(names)) if j not in short]
+        if rest:
+            out[:, rest] = neural_drivers(times, onsets, arrays, [names[j] for j in rest], window, tau, orthogonalization)
+        out[:, short] = neural_drivers(times, onsets, arrays, [names[j] for j in short], NETWORK_WINDOW, NETWORK_TAU)
+        return out
     lo = np.searchsorted(onsets, times - window, side="left")
     hi = np.searchsorted(onsets, times, side="left")
     width = int((hi - lo).max(initial=0))
@@ -186,6 +248,12 @@ def neural_drivers(
             v = wmax(arrays["subject"]) * wmax(arrays["object"])
         elif name == "word_rate":
             v = rsum / tau
+        elif name == "sentence_end":
+            v = wmax(arrays["sent_end"])
+        elif name in ("propn_share", "dialogue_share"):
+            a = arrays[_SHORT[name]]
+            base = float(a.mean()) if a.size else 0.0
+            v = np.where(rsum > 0, wsum(a) / safe - base, 0.0)
         elif name == "semantic_coherence":
             v = _coherence(idx, valid, r, arrays)
         elif name.startswith("sum_"):  # linear lexical basis of the orthogonalization
@@ -296,3 +364,50 @@ def _build_drivers(stim, wf, layouts, tr: float, names: Sequence[str], component
         raise RuntimeError(f"drivers {bad} do not vary over the kept TRs")
     orth["nonlinear_share"] = (sd[sidx] / np.where(raw_sd > 0, raw_sd, 1.0)) ** 2
     return bold / sd, neural_tr, sd, orth
+
+
+def _control_neural(rng: np.random.Generator, n: int, tau: float) -> np.ndarray:
+    """Loudness envelope of a background soundtrack on the neural grid: exp of a smooth AR(1) process.
+
+    Random (seeded) and not a function of the words; ``tau`` (s) sets how slowly it changes.
+    """
+    rho = float(np.exp(-GRID_DT / max(tau, GRID_DT)))
+    e = rng.standard_normal(n + 200) * np.sqrt(1.0 - rho ** 2)
+    x = np.empty_like(e)
+    x[0] = e[0]
+    for i in range(1, len(e)):
+        x[i] = rho * x[i - 1] + e[i]
+    return np.exp(0.5 * x[200:])
+
+
+def _network_timecourses(specs, names: Sequence[str], drivers: np.ndarray, neural: np.ndarray, layouts, tr: float,
+                         config) -> tuple[np.ndarray, np.ndarray]:
+    """BOLD (unit variance over the kept, detrended TRs) and neural time courses of the listening networks.
+
+    A coupled network follows its driver column; a control network (``role == "control"``)
+    follows a random soundtrack envelope (:func:`_control_neural`, stream keyed by the seed and
+    the network's name and run), convolved with the same HRF and scaled the same way.
+    """
+    from brainviz.data.simulate._util import _rng
+
+    kept, run_of_tr = _kept_mask(layouts), _run_of_tr(layouts)
+    h = _hrf(GRID_DT)
+    step = int(round(tr / GRID_DT))
+    bold = np.zeros((drivers.shape[0], len(specs)))
+    neur = np.zeros((drivers.shape[0], len(specs)))
+    for j, spec in enumerate(specs):
+        if getattr(spec, "role", "coupled") != "control":
+            bold[:, j] = drivers[:, list(names).index(spec.driver)]
+            neur[:, j] = neural[:, list(names).index(spec.driver)]
+            continue
+        b_parts, n_parts = [], []
+        for lay in layouts:
+            n_grid = lay.n_trs * step
+            x = _control_neural(_rng(config.seed, "listening", "control-network", spec.name, lay.name), n_grid,
+                                spec.control_tau)
+            b_parts.append((np.convolve(x, h)[:n_grid] * GRID_DT)[::step][: lay.n_trs])
+            n_parts.append(x[::step][: lay.n_trs])
+        b, nr = np.concatenate(b_parts), np.concatenate(n_parts)
+        sd = float(_detrend_kept(b[:, None], run_of_tr, kept).std())
+        bold[:, j], neur[:, j] = b / sd, nr / sd
+    return bold, neur

@@ -54,26 +54,37 @@ RIGHT_RADIUS_SCALE = 0.75
 
 @dataclasses.dataclass(frozen=True)
 class NetworkSpec:
+    """A planted listening network: its blobs and the driver of its time course.
+
+    ``role`` is ``"coupled"`` (the driver is a quantity the packaged MiniLM's attention
+    query-key products were measured to carry in both stories, so some AN should couple with
+    the network; the sign of the coupling depends on the AN, as query-key products have no
+    fixed sign) or ``"control"`` (a stimulus-locked but non-linguistic time
+    course -- a random loudness envelope of a background soundtrack, identical for every
+    listener -- that no AN should couple with). ``control_tau`` is the time constant (s) of
+    a control's envelope.
+    """
+
     name: str
     driver: str
     blobs: tuple[tuple[tuple[float, float, float], float, float], ...]  # (mni, radius, weight)
+    role: str = "coupled"
+    control_tau: float = 0.0
 
 
 NETWORK_SPECS: tuple[NetworkSpec, ...] = (
     NetworkSpec("auditory", "word_rate", (((-52.0, -22.0, 8.0), 14.0, 1.0), ((54.0, -18.0, 8.0), 14.0, 0.9))),
-    NetworkSpec("social", "people", (((-50.0, -58.0, 22.0), 12.0, 1.0), ((52.0, -55.0, 22.0), 12.0, 0.8),
-                                     ((-6.0, -60.0, 40.0), 12.0, 0.8), ((-6.0, 50.0, 20.0), 12.0, 0.7))),
-    NetworkSpec("emotion", "emotion", (((-5.0, 45.0, -10.0), 12.0, 1.0), ((-38.0, 20.0, -32.0), 10.0, 0.8),
-                                       ((40.0, 20.0, -32.0), 10.0, 0.6))),
-    NetworkSpec("scene", "place", (((-26.0, -40.0, -12.0), 12.0, 1.0), ((28.0, -40.0, -12.0), 12.0, 0.8),
-                                   ((-10.0, -55.0, 10.0), 10.0, 0.7))),
-    NetworkSpec("motion", "motion", (((-45.0, -70.0, 0.0), 12.0, 1.0), ((46.0, -68.0, 0.0), 12.0, 0.8),
-                                     ((-30.0, -5.0, 55.0), 10.0, 0.6))),
-    NetworkSpec("number", "time_number", (((-35.0, -50.0, 45.0), 12.0, 1.0), ((38.0, -48.0, 45.0), 12.0, 0.8))),
-    NetworkSpec("somatosensory", "body", (((-40.0, -28.0, 55.0), 12.0, 1.0), ((42.0, -26.0, 55.0), 12.0, 0.7))),
-    NetworkSpec("lexical", "rare_word", (((-44.0, -58.0, -14.0), 10.0, 1.0), ((44.0, -58.0, -14.0), 8.0, 0.5))),
+    NetworkSpec("sentence", "sentence_end", (((-35.0, -50.0, 45.0), 12.0, 1.0), ((38.0, -48.0, 45.0), 12.0, 0.8))),
+    NetworkSpec("social", "propn_share", (((-50.0, -58.0, 22.0), 12.0, 1.0), ((52.0, -55.0, 22.0), 12.0, 0.8),
+                                          ((-6.0, -60.0, 40.0), 12.0, 0.8), ((-6.0, 50.0, 20.0), 12.0, 0.7))),
+    NetworkSpec("dialogue", "dialogue_share", (((-5.0, 45.0, -10.0), 12.0, 1.0), ((-38.0, 20.0, -32.0), 10.0, 0.8),
+                                               ((40.0, 20.0, -32.0), 10.0, 0.6))),
+    NetworkSpec("lexical", "log_frequency", (((-44.0, -58.0, -14.0), 10.0, 1.0), ((44.0, -58.0, -14.0), 8.0, 0.5))),
+    NetworkSpec("control_slow", "soundtrack_slow", (((-26.0, -40.0, -12.0), 12.0, 1.0), ((28.0, -40.0, -12.0), 12.0, 0.8),
+                                                    ((-10.0, -55.0, 10.0), 10.0, 0.7)), role="control", control_tau=6.0),
+    NetworkSpec("control_fast", "soundtrack_fast", (((-45.0, -70.0, 0.0), 12.0, 1.0), ((46.0, -68.0, 0.0), 12.0, 0.8),
+                                                    ((-30.0, -5.0, 55.0), 10.0, 0.6)), role="control", control_tau=1.0),
 )
-
 
 
 @functools.lru_cache(maxsize=1)
