@@ -127,3 +127,54 @@ def test_single_run_errors_and_cli_options(encoded, capsys):
     assert cfg.layers == "all" and cfg.feature_config().pooling == "window"
     assert cfg.feature_config().window_pool == "cls" and cfg.feature_config().effective_delays == (0,)
     assert cfg.preprocess_config().trim_start == 0 and cfg.preprocess_config().cv == "blocks:3"
+
+
+def test_fit_to_others_is_a_leave_one_participant_out_group_model(encoded):
+    """--fit-to others: each participant's models are fitted to the mean of the others (never to
+    its own data) and scored on its own held-out rows; with independent noise per participant the
+    shared signal is estimated better, so the language ROIs' held-out r rises; no group test."""
+    from brainviz.cli import main
+    from brainviz.config import ConfigError
+    from brainviz.data import load_dataset
+    from brainviz.data.preprocess import fmri_examples, folds
+    from brainviz.evaluation.encode import EncodeConfig, _others_means, encode_participant
+    from brainviz.features.tr import baseline_features, lm_features
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BRAINVIZ_CACHE", str(encoded / "cache"))
+        assert main(["encode", "--dataset", str(encoded / "ds"), "--layers", "0", "4", "--fit-to", "others",
+                     "--out", str(encoded / "others.csv")]) == 0
+        own = pd.read_csv(encoded / "enc.csv", keep_default_na=False)
+        grp = pd.read_csv(encoded / "others.csv", keep_default_na=False)
+        summary = json.loads((encoded / "others.summary.json").read_text())
+        assert summary["fit_to"] == "others" and summary["config"]["fit_to"] == "others"
+        lang = ["L_pSTG", "L_aSTG", "L_IFG", "R_pSTG"]
+        assert grp[grp.unit.isin(lang)]["r"].mean() > own[own.unit.isin(lang)]["r"].mean()
+        # the participants' scores are dependent under this fit: no test across them, and the notes say why
+        assert summary["test"] is None and "r" not in summary["units"]["NULL"]
+        assert any("not independent" in n for n in summary["notes"])
+
+        # the participant's own training rows never enter its fit: scramble them, same scores
+        ds = load_dataset(encoded / "ds")
+        cfg = EncodeConfig(dataset=str(encoded / "ds"), features={"layers": (4,)}, fit_to="others", n_ratios=2)
+        pre = cfg.preprocess_config()
+        ex = {p: fmri_examples(ds, p, pre) for p in ds.participants}
+        others = _others_means(ex, ds)
+        e1 = ex["sub-01"]
+        fo = folds(e1, pre)
+        lm = lm_features(ds, e1, cfg.feature_config())
+        base = baseline_features(ds, e1, cfg.feature_config())
+        a = encode_participant(ds, e1, lm, base, cfg, fo, fit_targets=others["sub-01"])
+        rng = np.random.default_rng(1)
+        scrambled = np.array(e1.data, copy=True)
+        outside = np.setdiff1d(np.arange(len(scrambled)), fo[0].test)  # fold 0's training rows (and buffers)
+        scrambled[outside] = rng.standard_normal((len(outside), scrambled.shape[1]))
+        e_s = type(e1)(e1.participant, scrambled, e1.tr_index, e1.runs, e1.times, e1.windows)
+        b = encode_participant(ds, e_s, lm, base, cfg, fo, fit_targets=others["sub-01"])
+        np.testing.assert_array_equal(a.scores["lm"]["r"][0], b.scores["lm"]["r"][0])
+        np.testing.assert_array_equal(a.scores["joint"]["r"][0], b.scores["joint"]["r"][0])
+        # and the fit does depend on the targets it is given
+        c = encode_participant(ds, e1, lm, base, cfg, fo, fit_targets=rng.standard_normal(e1.data.shape))
+        assert not np.allclose(a.scores["lm"]["r"], c.scores["lm"]["r"])
+    with pytest.raises(ConfigError, match="fit_to"):
+        EncodeConfig(dataset="d", fit_to="everyone").validate()

@@ -168,6 +168,9 @@ def test_progress_callback_file_and_cli(tiny, tmp_path, capsys):
     assert lines and all(set(x) == {"fraction", "message", "stage", "elapsed_s", "eta_s"} for x in lines)
     assert lines[-1]["fraction"] == 1.0 and seen[-1][0] == 1.0
     assert all(0 <= f <= 1 for f, _ in seen)
+    # the app shows a stage while the encoder loads and the windows are built, before the first batch
+    assert lines[0]["stage"] == "loading the encoder" and lines[0]["fraction"] == 0.0
+    assert lines[1]["stage"] == "building windows and targets"
 
 
 @pytest.mark.parametrize("args,message", [

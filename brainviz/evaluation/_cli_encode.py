@@ -42,6 +42,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fdr", choices=("bh", "by", "none"), default="bh", help="FDR across units (default bh)")
     p.add_argument("--group-test", choices=("ttest", "sign-flip"), default="ttest",
                    help="random-effects test across participants (default: one-sample t-test)")
+    p.add_argument("--fit-to", choices=("participant", "others"), default="participant",
+                   help="fit each participant's models to their own training runs (default) or to the mean of the "
+                        "other participants' (a leave-one-participant-out group model; same stimulus and space)")
     p.add_argument("--backend", choices=("numpy", "torch"), default="numpy", help="himalaya backend")
     p.add_argument("--threads", type=int, default=1,
                    help="BLAS threads while fitting (default 1: fastest for these small kernel problems; 0 = "
@@ -82,6 +85,7 @@ def config_from_args(args: argparse.Namespace):
     return EncodeConfig(
         dataset=args.dataset, participants=tuple(args.participants or ()), layers=mode, features=features,
         preprocess=preprocess_overrides(args), alpha=args.alpha, fdr=args.fdr, group_test=args.group_test,
+        fit_to=args.fit_to,
         backend=args.backend, blas_threads=args.threads or None,
     )
 

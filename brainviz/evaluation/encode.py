@@ -39,6 +39,7 @@ from brainviz.evaluation.encoding import ENCODE_ALPHAS
 
 Progress = Callable[[str], None] | None
 LAYER_MODES = ("best", "all")
+FIT_TO = ("participant", "others")
 BASELINES = ("word_rate", "lowlevel", "trend")
 
 
@@ -68,6 +69,18 @@ class EncodeConfig(JobConfig):
         Contiguous inner blocks when a fold's training rows hold a single run.
     alpha, fdr, group_test : float, str, str
         FDR level, FDR method (``bh``/``by``/``none``) and group test (``ttest``/``sign-flip``).
+    fit_to : {"participant", "others"}
+        Targets the models are fitted to. ``participant`` (default): each participant's own
+        training runs (the usual within-participant encoding model). ``others``: the mean of the
+        *other* participants' training runs (a leave-one-participant-out group model, for
+        participants in one space who heard/read the same stimulus at the same TRs); it is then
+        scored on the held-out runs of the left-out participant, whose data the fit never sees.
+        Averaging the others removes most of the noise from the fit, so it estimates the shared,
+        stimulus-driven response better (closer to the noise ceiling), but it cannot capture
+        participant-specific responses, and it reports **no group test**: a participant's
+        held-out runs are training data of the other participants' models, which makes the
+        participants' scores dependent (a t-test across them had an 11 % false-positive rate at
+        nominal 5 % in a null simulation).
     backend : str
         himalaya backend (``numpy`` or ``torch``).
     blas_threads : int or None
@@ -87,6 +100,7 @@ class EncodeConfig(JobConfig):
     alpha: float = 0.05
     fdr: str = "bh"
     group_test: str = "ttest"
+    fit_to: str = "participant"
     backend: str = "numpy"
     blas_threads: int | None = 1
 
@@ -101,6 +115,8 @@ class EncodeConfig(JobConfig):
             raise ConfigError(f"EncodeConfig.alpha must lie in (0, 1), got {self.alpha}")
         if self.fdr not in ("bh", "by", "none"):
             raise ConfigError(f"EncodeConfig.fdr: expected bh, by or none, got {self.fdr!r}")
+        if self.fit_to not in FIT_TO:
+            raise ConfigError(f"EncodeConfig.fit_to: expected one of {FIT_TO}, got {self.fit_to!r}")
         if self.group_test not in ("ttest", "sign-flip"):
             raise ConfigError(f"EncodeConfig.group_test: expected ttest or sign-flip, got {self.group_test!r}")
         self.feature_config()
@@ -257,7 +273,11 @@ class EncodeResult:
         r = self.stacked("lm")
         uniq = np.stack([pe.unique_lm for pe in self.participants.values()])
         diff_rate = r - self.stacked("word_rate")
-        if n < 2:
+        if n < 2 or cfg.fit_to == "others":
+            # fit_to="others": each participant's held-out runs are training data of every other
+            # participant's model, so the participants' scores are positively dependent and a test
+            # across them is anti-conservative (measured: 11 % one-sided p < 0.05 under the null
+            # instead of 5 %); the scores are an estimate of the shared response, not a sample
             out["tests"] = None
             return out
         out["tests"] = {
@@ -324,6 +344,13 @@ class EncodeResult:
             notes.append(f"only {n} participant: no group-level test and no inter-participant noise ceiling; "
                          "add participants (>= 5 give a meaningful t-test)")
             return notes
+        if cfg.fit_to == "others":
+            notes.append("fit_to='others' (leave-one-participant-out group model): scores estimate how well the LM "
+                         "predicts the shared response, but no test across participants is reported - each "
+                         "participant's held-out runs also trained the other participants' models, so their scores "
+                         "are not independent (a t-test would be anti-conservative). For significance run "
+                         "fit_to='participant'.")
+            return notes
         tests = self.group()["tests"]
         from brainviz.evaluation.stats import min_discoveries, smallest_p
 
@@ -373,11 +400,15 @@ def encode_participant(
     config: EncodeConfig,
     folds=None,
     progress: Progress = None,
+    fit_targets: np.ndarray | None = None,
 ) -> ParticipantEncoding:
     """Fit and score every model of one participant (see module docstring).
 
     ``lm`` maps layer -> features (n_rows, p); ``baselines`` has ``word_rate``, ``lowlevel``
     and ``trend`` (n_rows, q); ``folds`` default to :func:`brainviz.data.preprocess.folds`.
+    ``fit_targets`` (n_rows, n_units): what the models are fitted to (default: the participant's
+    own data; ``EncodeConfig.fit_to = "others"`` passes the other participants' mean); scores
+    are always against the participant's own held-out rows.
     """
     from brainviz.data.preprocess import folds as make_folds
     from brainviz.data.splits import inner_folds
@@ -388,6 +419,9 @@ def encode_participant(
     pre = config.preprocess_config()
     folds = folds if folds is not None else make_folds(examples, pre)
     y = np.asarray(examples.data, dtype=np.float32)
+    y_fit = y if fit_targets is None else np.asarray(fit_targets, dtype=np.float32)
+    if y_fit.shape != y.shape:
+        raise ValueError(f"fit_targets has shape {y_fit.shape}, the participant's data {y.shape}")
     layers = list(lm)
     n_f, n_u, n_l = len(folds), y.shape[1], len(layers)
     scores = {m: {"r": np.full((n_f, n_u), np.nan), "r2": np.full((n_f, n_u), np.nan)}
@@ -413,7 +447,7 @@ def encode_participant(
             preds = np.zeros((n_l, len(te), n_u), dtype=np.float32)
             fits = {}
             for li, layer in enumerate(layers):
-                fit = ridge_fold(lm[layer][tr], y[tr], lm[layer][te], inner, alphas=alist)
+                fit = ridge_fold(lm[layer][tr], y_fit[tr], lm[layer][te], inner, alphas=alist)
                 fits[layer] = fit
                 inner_scores[li] = fit.inner_score
                 preds[li] = fit.prediction
@@ -426,14 +460,14 @@ def encode_participant(
             score(scores["lm"], i, pred_lm, yt)
             for name in BASELINES:
                 b = baselines[name]
-                fit = ridge_fold(b[tr], y[tr], b[te], inner, alphas=alist)
+                fit = ridge_fold(b[tr], y_fit[tr], b[te], inner, alphas=alist)
                 score(scores[name], i, fit.prediction, yt)
             joint = np.zeros((len(te), n_u), dtype=np.float32)
             low = baselines["lowlevel"]
             for li in np.unique(choice):
                 cols = np.flatnonzero(choice == li)
                 layer = layers[li]
-                fit = banded_ridge_fold([lm[layer][tr], low[tr]], y[tr][:, cols], [lm[layer][te], low[te]], inner,
+                fit = banded_ridge_fold([lm[layer][tr], low[tr]], y_fit[tr][:, cols], [lm[layer][te], low[te]], inner,
                                         n_ratios=config.n_ratios)
                 joint[:, cols] = fit.prediction
             score(scores["joint"], i, joint, yt)
@@ -469,6 +503,28 @@ def fold_ceilings(examples: dict, folds) -> dict[str, np.ndarray]:
         y = np.stack([np.asarray(examples[p].data)[np.searchsorted(examples[p].tr_index, common)] for p in pids])
         c = inter_participant_ceiling(y)
     return {p: c[i] for i, p in enumerate(pids)}
+
+
+def _others_means(examples: dict, dataset) -> dict[str, np.ndarray]:
+    """For each participant, the mean of the other participants' preprocessed data (same rows).
+
+    Raises a :class:`~brainviz.data.dataset.DatasetError` when fewer than 2 participants are
+    encoded or their kept TRs / units differ (the group model needs one stimulus timeline and
+    one space)."""
+    from brainviz.data.dataset import DatasetError
+
+    pids = list(examples)
+    if len(pids) < 2:
+        raise DatasetError("fit_to='others' needs at least 2 participants", file=dataset.path, field="participants")
+    first = examples[pids[0]]
+    for p in pids[1:]:
+        e = examples[p]
+        if not np.array_equal(e.tr_index, first.tr_index) or e.data.shape[1] != first.data.shape[1]:
+            raise DatasetError(f"fit_to='others' needs every participant on the same TRs and units; {p!r} differs "
+                               f"from {pids[0]!r} (use fit_to='participant')", file=dataset.path, field="participants")
+    total = np.sum([np.asarray(examples[p].data, dtype=np.float64) for p in pids], axis=0)
+    n = len(pids)
+    return {p: ((total - np.asarray(examples[p].data, dtype=np.float64)) / (n - 1)).astype(np.float32) for p in pids}
 
 
 def unit_names(dataset) -> list[str]:
@@ -508,13 +564,15 @@ def encode(config: EncodeConfig, *, dataset=None, cache=None, progress: Progress
         raise DatasetError("the dataset has no fMRI participants to encode", file=ds.path, field="participants")
     examples = {p: fmri_examples(ds, p, pre) for p in pids}
     folds = {p: make_folds(examples[p], pre) for p in pids}
+    others = _others_means(examples, ds) if config.fit_to == "others" else {}
     results = {}
     layers: list[int] = []
     for p in pids:
         lm = lm_features(ds, examples[p], feat, cache=cache, progress=progress)
         layers = list(lm)
         base = baseline_features(ds, examples[p], feat, cache=cache)
-        results[p] = encode_participant(ds, examples[p], lm, base, config, folds[p], progress)
+        results[p] = encode_participant(ds, examples[p], lm, base, config, folds[p], progress,
+                                        fit_targets=others.get(p))
     ceilings = fold_ceilings(examples, folds[pids[0]])
     for p in pids:
         results[p].ceiling = ceilings[p]
@@ -528,5 +586,6 @@ def encode(config: EncodeConfig, *, dataset=None, cache=None, progress: Progress
         "cv": describe_cv(pre.cv, first.runs, pre.buffer),
         "folds": [f.name for f in folds[pids[0]]],
         "n_rows": {p: int(len(examples[p])) for p in pids},
+        "fit_to": config.fit_to,
     }
     return EncodeResult(config, results, unit_names(ds), layers, meta)
