@@ -6,9 +6,10 @@ mirrors the choices in the URL. Pages arrange widgets and call ``brainviz``; see
 
 import streamlit as st
 
-st.set_page_config(page_title="brainviz", page_icon=":material/neurology:", layout="wide")
+# an emoji icon becomes an inline data: SVG favicon; a ":material/…:" icon would be fetched from the internet
+st.set_page_config(page_title="brainviz", page_icon="🧠", layout="wide")
 
-from brainviz.app_support import sidebar, state  # noqa: E402
+from brainviz.app_support import logs, sidebar, state  # noqa: E402
 from brainviz.errors import BrainvizError  # noqa: E402
 
 PAGES = [
@@ -19,15 +20,22 @@ PAGES = [
     st.Page("pages/encoding.py", title="Encoding", icon=":material/stacked_line_chart:", url_path="encoding"),
     st.Page("pages/attention.py", title="Attention", icon=":material/visibility:", url_path="attention"),
     st.Page("pages/anbn.py", title="AN–BN", icon=":material/hub:", url_path="anbn"),
+    st.Page("pages/speech.py", title="Speech", icon=":material/graphic_eq:", url_path="speech"),
 ]
 
+logs.quiet()
 state.init_from_query()
 state.begin_run()
 page = st.navigation(PAGES)
-st.session_state["_ctx"] = sidebar.sidebar()
+ctx = st.session_state["_ctx"] = sidebar.sidebar()
 st.session_state["_in_router"] = True
 try:
-    page.run()
+    if page.url_path == "compare" and ctx["summary"] is not None and not sidebar.distinct_pair(ctx):
+        from brainviz.app_support.first_run import require_distinct_pair
+
+        require_distinct_pair(ctx)  # explains (one model only / A = B) and offers the default pair
+    else:
+        page.run()
 except state.PageDone:
     pass
 except BrainvizError as exc:  # bad input (a broken dataset, checkpoint, link value ...): a message, not a trace

@@ -1,5 +1,6 @@
-"""App performance in a real headless Chromium (Selenium): cold start, page switches, the
-cortical-map payload and the time to show the map of a cached comparison.
+"""App performance: cold start, page switches, the cortical-map payload and the time to show the
+map of a cached comparison in a real headless Chromium (Selenium), the static montage of a
+cached comparison in a new Python process, and the server's memory after a comparison.
 
 Usage::
 
@@ -21,9 +22,17 @@ cold start   ``streamlit run`` launched -> the Home page's last element drawn in
 page switch  click on a sidebar link -> the page's run finished and nothing left loading
              (each page once first, then ``--switches`` rounds; median and max reported)
 payload      ``len(fig.to_json())`` of the Compare page's cortical map (each mesh x hemisphere)
-cached map   in a *new* browser session, Compare opened with ``run=1`` in the URL (the
-             comparison is read from the disk cache) -> the 3-D map is drawn; and, in a
-             session that already has the comparison, the switch back to Compare -> map drawn
+cached map   in a *new* browser session of a *new* server, Compare opened with ``run=1`` in the
+             URL (the comparison was computed by an earlier server and is read from the disk
+             cache) -> the static montage (an image) is drawn;
+             and, in a session that already has the comparison, the switch back to Compare ->
+             montage drawn; then the interactive 3-D view switched on -> WebGL canvas drawn
+montage      in a *new Python process* (mesh and raster caches warm on disk, as after a first
+             launch): time from the first import to the PNG bytes of the four-view montage of a
+             cached comparison (the merged result the Compare page stored on disk when a first
+             server computed it), split into imports / comparison read / first render, and a
+             second render
+server RSS   resident memory of the streamlit server process after the comparisons above
 """
 
 from __future__ import annotations
@@ -90,11 +99,96 @@ def payloads(env: dict[str, str]) -> dict[str, int]:
     return out
 
 
+MONTAGE_SCRIPT = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+from brainviz.app_support import compute
+from brainviz.evaluation import CompareConfig
+from brainviz.evaluation.compare import ComparisonResult
+from brainviz.viz import montage
+t1 = time.perf_counter()
+with np.load(sys.argv[1], allow_pickle=False) as npz:
+    res = ComparisonResult.from_arrays({k: npz[k] for k in npz.files}, CompareConfig(alpha=0.05))
+maps = compute.comparison_maps(res, ("demo-tuned", "demo-vanilla"))
+values, mask = maps.map("diff", None, 0.05)
+t2 = time.perf_counter()
+png = montage.montage_png(values, mask=mask, title="demo-tuned - demo-vanilla", subtitle=maps.describe(),
+                          colorbar_title=montage.difference_title(maps.names), simulated=True)
+t3 = time.perf_counter()
+png2 = montage.montage_png(values, mask=mask, threshold=0.01, colorbar_title="x", simulated=True)
+t4 = time.perf_counter()
+assert png[:8] == b"\x89PNG\r\n\x1a\n" and png2[:8] == png[:8]
+print(json.dumps({"imports_s": t1 - t0, "comparison_read_s": t2 - t1, "first_render_s": t3 - t2,
+                  "import_to_png_s": t3 - t0, "second_render_s": t4 - t3, "png_bytes": len(png)}))
+"""
+QUERY = "compare?a=demo-tuned&b=demo-vanilla&p=sub-01,sub-02&run=1&q=0.05&tab=Cortex"
+IMAGE = '[data-testid="stImage"] img, [data-testid="stFullScreenFrame"] img'
+
+
+def warm_comparison(env: dict[str, str], log: Path) -> Path:
+    """Run the comparison once in a first server (as a user pressing Run would); the Compare page
+    stores the merged result in ``<cache>/compare-merged/``. Returns that file."""
+    root = Path(env["BRAINVIZ_CACHE"]) / "compare-merged"
+    before = set(root.glob("*.npz")) if root.is_dir() else set()
+    d = B.driver()
+    try:
+        with B.server(env, log_path=log) as url:
+            d.get(url + "/" + QUERY)
+            B.wait_run(d, 0, timeout=600)
+            B.wait_for(d, IMAGE, 600)
+    finally:
+        d.quit()
+    files = sorted(root.glob("*.npz"), key=lambda p: p.stat().st_mtime)
+    new = [f for f in files if f not in before]
+    return (new or files)[-1]
+
+
+def montage_new_process(env: dict[str, str], stored: Path, repeats: int = 3) -> dict[str, float]:
+    """Static montage of a cached comparison in fresh Python processes (median of ``repeats``)."""
+    import subprocess
+
+    from brainviz.viz import montage
+
+    os.environ.update(env)
+    montage.prewarm()  # the raster look-ups, as the app's first launch leaves them on disk
+    runs = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", MONTAGE_SCRIPT, str(stored)], cwd=str(REPO),
+                             env={**os.environ, **env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                             check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    keys = [k for k in runs[0] if k.endswith("_s")]
+    res = {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
+    res["png_bytes"] = runs[0]["png_bytes"]
+    res["repeats"] = repeats
+    print("montage in a new process", res, flush=True)
+    return res
+
+
+def server_rss_mb(url: str) -> float | None:
+    """Resident memory (MB) of the streamlit process serving ``url`` (Linux /proc), or None."""
+    port = url.rsplit(":", 1)[-1]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"streamlit" in b" ".join(cmd) and port.encode() in cmd:
+                for line in (proc / "status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        return round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            continue
+    return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--switches", type=int, default=3, help="rounds over all pages")
     ap.add_argument("--json", default=None, help="write the numbers here")
     ap.add_argument("--log", default=str(REPO / "test-artifacts" / "bench-app-server.log"))
+    ap.add_argument("--montage-only", action="store_true", help="only the payloads and the new-process montage")
     args = ap.parse_args(argv)
     if not B.install_browser():
         print("no chromium/chromedriver and none can be installed: cannot measure", file=sys.stderr)
@@ -106,6 +200,12 @@ def main(argv=None) -> int:
 
     # warm the on-disk comparison cache (as after a first Run) and measure payloads
     results["payload_bytes"] = payloads(env)
+    stored = warm_comparison(env, Path(args.log))
+    results["montage_new_process"] = montage_new_process(env, stored)
+    if args.montage_only:
+        results["load_average"] = os.getloadavg()
+        print(json.dumps(results, indent=2))
+        return 0
 
     d = B.driver()
     try:
@@ -142,7 +242,7 @@ def main(argv=None) -> int:
             print("page switch median/max", results["page_switch_median_s"], results["page_switch_max_s"], flush=True)
 
             # cached comparison: a fresh session opens the shared URL with run=1
-            query = "compare?a=demo-tuned&b=demo-vanilla&p=sub-01,sub-02&run=1&q=0.05&tab=Cortex+3-D"
+            query, image = QUERY, IMAGE
             d2 = B.driver()
             try:
                 d2.get(url + "/")
@@ -150,8 +250,7 @@ def main(argv=None) -> int:
                 t = time.perf_counter()
                 d2.get(url + "/" + query)
                 B.wait_run(d2, 0, timeout=120)
-                B.wait_for(d2, '[data-testid="stPlotlyChart"] .js-plotly-plot .gl-container, '
-                               '[data-testid="stPlotlyChart"] .js-plotly-plot canvas', 60)
+                B.wait_for(d2, image, 60)
                 results["cached_map_new_session_s"] = round(time.perf_counter() - t, 3)
                 # in-session: leave and come back
                 m = B.last_run(d2)
@@ -159,9 +258,19 @@ def main(argv=None) -> int:
                 m = B.wait_run(d2, m)
                 t = time.perf_counter()
                 B.click_nav(d2, "Compare")
-                B.wait_run(d2, m)
-                B.wait_for(d2, '[data-testid="stPlotlyChart"] .js-plotly-plot canvas', 60)
+                m = B.wait_run(d2, m)
+                B.wait_for(d2, image, 60)
                 results["cached_map_switch_back_s"] = round(time.perf_counter() - t, 3)
+                # the interactive 3-D view, on demand
+                t = time.perf_counter()
+                toggle = next(e for e in d2.find_elements("css selector", '[data-testid="stCheckbox"], '
+                                                                         '[data-testid="stToggle"]')
+                              if "Interactive 3-D" in e.text)
+                toggle.click()
+                B.wait_run(d2, m, timeout=120)
+                B.wait_for(d2, '[data-testid="stPlotlyChart"] .js-plotly-plot canvas', 60)
+                results["interactive_3d_on_demand_s"] = round(time.perf_counter() - t, 3)
+                results["server_rss_mb"] = server_rss_mb(url)
                 results["exceptions"] = B.exceptions(d) + B.exceptions(d2)
             finally:
                 d2.quit()

@@ -1,5 +1,6 @@
-"""Compare: models A vs B, 20-vs-20 on paired draws, seeds averaged, group or participant-level test, FDR; cortical
-maps, flat map with selection, single-model maps, Fig. 2 curves, ROI bars and exports."""
+"""Compare: models A vs B, 20-vs-20 on paired draws, seeds averaged, group or participant-level test, FDR; a static
+four-view montage first (interactive 3-D on demand), a curvature-shaded flat map with click/box/lasso selection
+linked to held-out time courses, single-model maps centred on chance, Fig. 2 curves, ROI bars with SE, exports."""
 
 from brainviz.app_support import router
 
@@ -8,8 +9,9 @@ router.ensure()
 import numpy as np
 import streamlit as st
 
+from brainviz import surface
 from brainviz.app_support import compute, resources, state, sidebar
-from brainviz.viz import cortex, curves, export, flatmap
+from brainviz.viz import cortex, curves, export, flatmap, heldout, montage
 
 ctx = sidebar.context()
 summ = ctx["summary"]
@@ -71,6 +73,45 @@ with st.expander("Comparison settings", expanded=False):
 
 from brainviz.evaluation import CompareConfig  # noqa: E402
 
+
+@st.cache_resource(show_spinner=False)
+def _server_results() -> dict:
+    """Comparisons computed by any session of this server process (a new session that opens a
+    shared link gets the result at once; the library's disk cache serves other processes)."""
+    return {}
+
+
+def _stamp(path: str) -> tuple:
+    """(path, card mtime, (file, size, mtime) of every prediction file): changes when a model is rewritten."""
+    from pathlib import Path
+
+    root = Path(path)
+    card = root / "card.json"
+    files = sorted(root.rglob("*.npz")) if root.is_dir() else []
+    return (str(path), card.stat().st_mtime if card.is_file() else 0.0,
+            tuple((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime) for f in files))
+
+
+def _merged_cache(skey: tuple, config):
+    """``(key, result or None)``: the merged comparison (all tests run) on disk, so that a shared
+    link opened after a server restart does not rerun the permutation tests."""
+    from brainviz._io import content_hash
+    from brainviz.cache import Cache
+    from brainviz.evaluation.compare import ComparisonResult
+
+    key = content_hash("compare-page-merged", repr(skey))
+    cache = Cache()
+    if cache.has("compare-merged", key, ".npz"):
+        try:
+            with np.load(cache.path("compare-merged", key, ".npz"), allow_pickle=False) as npz:
+                result = ComparisonResult.from_arrays({k: npz[k] for k in npz.files}, config)
+            result.meta["from_cache"] = True
+            return key, result
+        except (OSError, ValueError, KeyError):
+            pass
+    return key, None
+
+
 config = CompareConfig(k=int(k), n_samples=int(n_samples), seed=int(seed), level=level, test=test, fdr=fdr,
                        alpha=float(test_alpha), n_permutations=int(n_perm), block_seconds=float(block_s))
 run_key = (path_a, path_b, tuple(pids), config.key())
@@ -80,21 +121,41 @@ clicked = st.button("Run comparison", type="primary", key="cmp_run")
 auto = st.session_state.get("cmp_done") == 1 and not have and not st.session_state.get("_cmp_auto_tried")
 if clicked or auto:
     st.session_state["_cmp_auto_tried"] = True
-    with st.status("Comparing A and B…", expanded=True) as status:
-        bar = st.progress(0.0, text="loading held-out predictions")
-        try:
-            result = compute.compare_with_progress(
-                path_a, path_b, pids, config, names=(model_a, model_b),
-                progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
-        except Exception as exc:
-            status.update(label=f"Comparison failed: {exc}", state="error")
-            state.stop()
-        maps = compute.comparison_maps(result, (model_a, model_b))
-        st.session_state["compare"] = {"key": run_key, "maps": maps, "result": result,
-                                       "from_cache": result.meta.get("from_cache")}
-        st.session_state["cmp_done"] = 1
-        status.update(label="Comparison ready" + (" (from cache)" if result.meta.get("from_cache") else ""),
-                      state="complete", expanded=False)
+    shared = _server_results()
+    skey = (run_key, _stamp(path_a), _stamp(path_b))
+    if skey not in shared:
+        mkey, stored = _merged_cache(skey, config)
+        if stored is not None:
+            shared[skey] = (stored, compute.comparison_maps(stored, (model_a, model_b)))
+    if skey in shared:  # computed earlier (this server or on disk): no need to rerun the tests
+        result, maps = shared[skey]
+        st.session_state["compare"] = {"key": run_key, "maps": maps, "result": result, "from_cache": True}
+        st.caption("Comparison ready (from cache)")
+    else:
+        with st.status("Comparing A and B…", expanded=True) as status:
+            bar = st.progress(0.0, text="loading held-out predictions")
+            try:
+                result = compute.compare_with_progress(
+                    path_a, path_b, pids, config, names=(model_a, model_b),
+                    progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+            except Exception as exc:
+                status.update(label=f"Comparison failed: {exc}", state="error")
+                state.stop()
+            maps = compute.comparison_maps(result, (model_a, model_b))
+            st.session_state["compare"] = {"key": run_key, "maps": maps, "result": result,
+                                           "from_cache": result.meta.get("from_cache")}
+            while len(shared) >= 8:
+                shared.pop(next(iter(shared)))
+            shared[skey] = (result, maps)
+            try:
+                from brainviz.cache import Cache
+
+                Cache().arrays("compare-merged", mkey, result.to_arrays)
+            except OSError:  # read-only cache: the server's memory copy still serves new sessions
+                pass
+            status.update(label="Comparison ready" + (" (from cache)" if result.meta.get("from_cache") else ""),
+                          state="complete", expanded=False)
+    st.session_state["cmp_done"] = 1
 
 res = st.session_state.get("compare")
 if not res or res["key"] != run_key:
@@ -140,38 +201,134 @@ elif participant is not None and not sig.any():
     st.info(explain_empty({participant: res["result"].tests[participant]}, "participant",
                           maps.summary.get("sample_sizes", {})))
 
-surface = maps.n_units == 20484
-tabs = state.lazy_tabs(["Cortex 3-D", "Flat map + selection", "Single model", "Fig. 2 curves", "ROIs", "Export"],
+on_surface = surface.is_fsaverage5(maps.n_units)
+tabs = state.lazy_tabs(["Cortex", "Flat map + selection", "Single model", "Fig. 2 curves", "ROIs", "Export"],
                        key="cmp_tab", qp="tab")
 title = f"{names[0]} − {names[1]} (20-vs-20 accuracy), {tested_by}, shown q < {alpha:g}, {who}"
+diff_title = montage.difference_title(names)
+outline = None if atlas is None else atlas.labels
+roi_names = {} if atlas is None else {int(k): str(v) for k, v in dict(atlas.names).items()}
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _heldout_pair(path_a_: str, path_b_: str, pid: str, dataset: str | None, stamp: tuple):
+    return heldout.heldout_pair(path_a_, path_b_, pid, dataset=dataset)
+
+
+def vertex_label(v: int) -> str:
+    hemi = "left" if v < surface.N_PER_HEMI else "right"
+    roi = roi_names.get(int(outline[v])) if outline is not None and int(outline[v]) else None
+    return f"vertex {v} ({hemi} hemisphere{', ROI ' + roi if roi else ''})"
+
+
+def display_controls(prefix: str, *, center: float, unit: str, auto_max: float, default_threshold: float = 0.0,
+                     qp: str = ""):
+    """Mesh / hemisphere / threshold / colour-max controls shared by the static and 3-D views."""
+    cc = st.columns(4)
+    state.widget_value("cmp_mesh", "inflated", qp="mesh", options=list(montage.MESHES))
+    mesh = cc[0].radio("Mesh", montage.MESHES, key="cmp_mesh", horizontal=True)
+    state.widget_value("cmp_hemi", "both", qp="hemi", options=list(cortex.HEMI_CHOICES))
+    hemi = cc[1].radio("Hemisphere", cortex.HEMI_CHOICES, key="cmp_hemi", horizontal=True)
+    state.widget_value(f"{prefix}_thr", default_threshold, qp=f"{qp}thr", min_value=0.0, max_value=1.0)
+    thr = cc[2].number_input(f"Hide |value − {center:g}| <", min_value=0.0, max_value=1.0, step=0.005,
+                             format="%.3f", key=f"{prefix}_thr",
+                             help=f"Display threshold in {unit}: vertices closer than this to {center:g} show the "
+                                  "grey curvature (as do vertices not shown by the q threshold).")
+    state.widget_value(f"{prefix}_vmax", 0.0, qp=f"{qp}vmax", min_value=0.0, max_value=1.0)
+    vmax = cc[3].number_input(f"Colour max |value − {center:g}| (0 = auto: {auto_max:.3g})", min_value=0.0,
+                              max_value=1.0, step=0.01, format="%.3f", key=f"{prefix}_vmax")
+    return mesh, hemi, (float(thr) or None), (float(vmax) or None)
+
+
+def static_then_3d(vals, shown_mask, *, key: str, fig_title: str, cbar: str, center: float, unit: str,
+                   subtitle: str, stem: str):
+    """The four-view montage first; the interactive 3-D mesh on demand."""
+    finite = np.isfinite(vals) & shown_mask
+    auto = float(np.nanmax(np.abs(vals[finite] - center))) if finite.any() else 0.0
+    mesh, hemi, thr, vmax = display_controls(key, center=center, unit=unit, auto_max=auto,
+                                             qp="" if key == "cmp_diff" else "s")
+    png = montage.montage_png(vals, mask=shown_mask, threshold=thr, vmax=vmax, center=center, mesh=mesh, hemi=hemi,
+                              outline=outline, title=fig_title, subtitle=subtitle, colorbar_title=cbar,
+                              simulated=sim)
+    st.session_state["cmp_fig_payload"] = len(png)  # bytes sent for the map (the 3-D view replaces it when open)
+    st.image(png, output_format="PNG", caption=f"{mesh} surface, lateral and medial views; grey = not shown (curvature: light gyri, dark "
+                          f"sulci); colour centred on {center:g}" + ("; outlines: " + atlas_name if atlas else ""))
+    kw = dict(mask=shown_mask, threshold=thr, vmax=vmax, center=center, mesh=mesh, hemi=hemi, outline=outline,
+              title=fig_title, subtitle=subtitle, colorbar_title=cbar, simulated=sim)
+    dc = st.columns(4)
+    dc[0].download_button("Montage (PNG, 2× resolution)", lambda: montage.montage_image(vals, "png", scale=2.0, **kw),
+                          export.filename(stem, "png", sim), export.MIME["png"], key=f"dl_{key}_png")
+    dc[1].download_button("Montage (SVG)", lambda: montage.montage_image(vals, "svg", **kw),
+                          export.filename(stem, "svg", sim), export.MIME["svg"], key=f"dl_{key}_svg")
+    dc[2].download_button("Montage (PDF)", lambda: montage.montage_image(vals, "pdf", **kw),
+                          export.filename(stem, "pdf", sim), export.MIME["pdf"], key=f"dl_{key}_pdf")
+    if dc[3].toggle("Interactive 3-D view", key=f"{key}_3d", help="Rotatable WebGL mesh (slower to draw)."):
+        state.widget_value("cmp_view", "lateral", qp="view", options=list(cortex.VIEWS))
+        view = st.selectbox("Camera", cortex.VIEWS, key="cmp_view")
+        fig3d = cortex.cortical_map(vals, mask=shown_mask, threshold=thr, vmax=vmax or auto or None, center=center,
+                                    mesh=mesh,
+                                    hemi=hemi, view=view, outline=outline, title=fig_title, colorbar_title=cbar,
+                                    simulated=sim)
+        st.session_state["cmp_fig_payload"] = len(fig3d.to_json())
+        st.plotly_chart(fig3d, key=f"{key}_cortex", config={"toImageButtonOptions": {"format": "svg"},
+                                                            "displaylogo": False})
+        st.caption("The camera button of the 3-D view saves an SVG in the browser.")
+    return mesh, hemi, thr, vmax
+
+
+def linked_view(vertices, label: str, *, key: str):
+    """Measured vs predicted held-out time course of ``vertices`` for A and B, per-run accuracies."""
+    vertices = np.asarray(vertices, dtype=np.int64)
+    pid = participant
+    if pid is None:
+        pid = st.selectbox("Participant for the time course", maps.participants, key=f"{key}_pid")
+    try:
+        with st.spinner(f"Reading held-out predictions of {pid}…"):
+            pair = _heldout_pair(path_a, path_b, pid, ctx.get("dataset_path"), (_stamp(path_a), _stamp(path_b)))
+    except Exception as exc:  # noqa: BLE001 - e.g. targets unavailable: say so, keep the page
+        st.warning(f"Cannot read the held-out time courses: {exc}")
+        return
+    acc = heldout.run_accuracies(res["result"], pid, vertices)
+    fig = heldout.timecourse_figure(pair, vertices, names=names, label=label, run_accuracy=acc, simulated=sim)
+    st.plotly_chart(fig, key=f"{key}_tc")
+    st.caption("Held-out rows only (each run predicted by the fit that did not see it); the line breaks between runs. "
+               "Traces are z-scored over the shown rows; r = Pearson correlation with the measured signal.")
+
 
 with tabs[0]:
     if state.tab_open(tabs[0]):
-        if not surface:
+        if not on_surface:
             st.info(f"The units are not fsaverage5 vertices ({maps.n_units} units): see the ROIs and Export tabs.")
         else:
-            cc = st.columns(3)
-            state.widget_value("cmp_mesh", "inflated", qp="mesh", options=list(cortex.MESHES))
-            mesh = cc[0].radio("Mesh", cortex.MESHES, key="cmp_mesh", horizontal=True)
-            state.widget_value("cmp_hemi", "left", qp="hemi", options=list(cortex.HEMI_CHOICES))
-            hemi = cc[1].radio("Hemisphere", cortex.HEMI_CHOICES, key="cmp_hemi", horizontal=True)
-            state.widget_value("cmp_view", "lateral", qp="view", options=list(cortex.VIEWS))
-            view = cc[2].selectbox("View", cortex.VIEWS, key="cmp_view")
-            fig3d = cortex.cortical_map(values, mask=mask, mesh=mesh, hemi=hemi, view=view,
-                                        outline=None if atlas is None else atlas.labels, title=title,
-                                        colorbar_title="Δ accuracy", simulated=sim)
-            st.session_state["cmp_fig_payload"] = len(fig3d.to_json())
-            st.plotly_chart(fig3d, key="cmp_cortex", config={"toImageButtonOptions": {"format": "svg"}})
+            static_then_3d(values, mask, key="cmp_diff", fig_title=title, cbar=diff_title, center=0.0,
+                           unit="accuracy difference", subtitle=maps.describe(),
+                           stem=f"{model_a}_vs_{model_b}_montage")
+            if st.toggle("Inspect a vertex or an ROI: held-out time courses of A and B", key="cmp_inspect"):
+                cc = st.columns(2)
+                roi_opts = ["(vertex)"] + ([roi_names[k] for k in sorted(roi_names)] if roi_names else [])
+                pick = cc[0].selectbox("ROI", roi_opts, key="cmp_inspect_roi")
+                if pick == "(vertex)":
+                    best = int(np.nanargmax(np.where(mask, np.abs(values), -np.inf))) if mask.any() else 0
+                    v = int(cc[1].number_input("Vertex (0–20483; default: the largest shown |Δ|)", 0,
+                                               surface.N_VERTICES - 1, best, key="cmp_inspect_v"))
+                    linked_view([v], vertex_label(v), key="cmp_inspect_tc")
+                else:
+                    lab = next(k for k, n in roi_names.items() if n == pick)
+                    verts = np.flatnonzero(outline == lab)
+                    linked_view(verts, f"ROI {pick} ({verts.size} vertices, mean)", key="cmp_inspect_tc")
 
 with tabs[1]:
     if state.tab_open(tabs[1]):
-        if not surface:
+        if not on_surface:
             st.info("Flat maps need fsaverage5 data.")
         else:
-            figflat = flatmap.flat_map(values, mask=mask, outline=None if atlas is None else atlas.labels,
-                                       title=title + " — draw a box or lasso", colorbar_title="Δ accuracy",
+            thr = state.current("cmp_diff_thr", 0.0) or None    # the Cortex tab's display controls
+            vmax = state.current("cmp_diff_vmax", 0.0) or None
+            figflat = flatmap.flat_map(values, mask=mask, threshold=thr, vmax=vmax, outline=outline,
+                                       title=title.replace(", shown", "<br>shown"), colorbar_title=diff_title,
                                        simulated=sim)
-            event = st.plotly_chart(figflat, on_select="rerun", selection_mode=("box", "lasso"), key="cmp_flat")
+            event = st.plotly_chart(figflat, on_select="rerun", selection_mode=("points", "box", "lasso"),
+                                    key="cmp_flat")
             chosen = flatmap.selected_vertices(event)
             if chosen.size:
                 st.session_state["cmp_selected"] = chosen
@@ -179,17 +336,32 @@ with tabs[1]:
                 chosen = st.session_state.get("cmp_selected", np.array([], dtype=np.int64))
             if chosen.size:
                 df = maps.frame(participant, alpha, chosen)
-                s = st.columns(5)
+                if outline is not None:
+                    df.insert(1, "roi", [roi_names.get(int(outline[v]), "") for v in df["unit"]])
+                df.insert(1, "hemisphere", np.where(df["unit"].to_numpy() < surface.N_PER_HEMI, "left", "right"))
+                stats = heldout.selection_stats(df)
+                s = st.columns(6)
                 s[0].metric("selected vertices", int(chosen.size))
-                s[1].metric("mean Δ", f"{np.nanmean(df['diff']):+.4f}")
-                s[2].metric(f"mean acc {names[0]}", f"{np.nanmean(df['acc_a']):.3f}")
-                s[3].metric(f"mean acc {names[1]}", f"{np.nanmean(df['acc_b']):.3f}")
-                s[4].metric(f"significant (q ≤ {maps.alpha:g})", int(df["significant"].sum()))
-                st.dataframe(df, hide_index=True, width="stretch", height=300)
-                st.download_button("Selection as CSV", export.table_csv(df, sim),
+                s[1].metric("mean Δ (A − B)", f"{stats['mean_diff']:+.3f}")
+                s[2].metric(f"mean acc {names[0]}", f"{stats['mean_acc_a']:.3f}")
+                s[3].metric(f"mean acc {names[1]}", f"{stats['mean_acc_b']:.3f}")
+                s[4].metric(f"{names[0]} better", f"{100 * stats['share_a_better']:.0f} %")
+                s[5].metric(f"significant (q ≤ {maps.alpha:g})", int(df["significant"].sum()))
+                note = (f"Mean Δ 20-vs-20 accuracy {stats['mean_diff']:+.4f} ± {stats['se_diff']:.4f} (SE across the "
+                        f"{stats['n']} selected vertices, which are not independent)" if stats["n"] > 1 else
+                        f"Δ 20-vs-20 accuracy {stats['mean_diff']:+.4f}")
+                if "roi" in df:
+                    counts = df["roi"].replace("", "(none)").value_counts()
+                    note += " · ROIs in the selection: " + ", ".join(f"{k} ({v})" for k, v in counts.items())
+                st.caption(note)
+                st.dataframe(df, hide_index=True, width="stretch", height=260)
+                st.download_button("Selection (CSV)", export.table_csv(df, sim),
                                    export.filename("selection", "csv", sim), "text/csv", key="dl_sel")
+                label = vertex_label(int(chosen[0])) if chosen.size == 1 else f"{chosen.size} selected vertices (mean)"
+                linked_view(chosen, label, key="cmp_flat_link")
             else:
-                st.caption("Use the box or lasso tool of the map to select vertices.")
+                st.caption("Click a vertex for its time courses, or pick the Lasso / Box Select tool in the map's "
+                           "toolbar to select a group.")
 
 with tabs[2]:
     if state.tab_open(tabs[2]):
@@ -202,8 +374,9 @@ with tabs[2]:
         if metric == "twenty-vs-twenty":
             vals_s, mask_s = maps.map("acc_a" if single == "A" else "acc_b", participant, 1.0)
             mask_s = np.isfinite(vals_s)
-            label = "20-vs-20 accuracy (mean over seeds and runs)"
-            st.caption("Accuracies of the comparison above (tested against chance on demand with the other metrics).")
+            label, chance = "20-vs-20 accuracy", 0.5
+            note = "mean over seeds and runs"
+            st.caption("Accuracies of the comparison above; colour centred on chance (0.5): red above, blue below.")
         else:
             from brainviz.evaluation import EvaluateConfig
             from brainviz.evaluation.compare import evaluate_model
@@ -222,20 +395,17 @@ with tabs[2]:
             vals_s = np.nanmean(np.stack([ev.mean_score(p) for p in pp]), axis=0)
             etest = ev.group if (participant is None and ev.group is not None) else ev.tests[pp[0]]
             mask_s = np.isfinite(etest.q) & (etest.q < alpha)
-            label = metric
+            label = {"pearson": "held-out Pearson r", "pove": "proportion of variance explained"}[metric]
+            chance, note = 0.0, f"shown: q < {alpha:g} against chance"
             st.caption(f"Against chance: **{etest.test}**, {ecfg.fdr.upper()} FDR; significant (q ≤ {ecfg.alpha:g}): "
                        f"{etest.n_significant} of {etest.n_tested} units; shown: q < {alpha:g}.")
         st.metric("mean over units", f"{np.nanmean(vals_s):.4f}")
-        if surface:
-            fig_s = cortex.cortical_map(vals_s, mask=mask_s, symmetric=False, colorscale="YlOrRd",
-                                        mesh=st.session_state.get("cmp_mesh", "inflated"),
-                                        hemi=st.session_state.get("cmp_hemi", "left"),
-                                        view=st.session_state.get("cmp_view", "lateral"),
-                                        outline=None if atlas is None else atlas.labels,
-                                        title=f"{name_s}: {label}", colorbar_title=metric, simulated=sim)
-            st.plotly_chart(fig_s, key="cmp_single_fig")
-        st.plotly_chart(curves.accuracy_histogram(vals_s, chance=0.5 if metric == "twenty-vs-twenty" else 0.0,
-                                                  name=label, simulated=sim), key="cmp_hist")
+        cbar_s = montage.chance_title(label, chance)
+        if on_surface:
+            static_then_3d(vals_s, mask_s, key="cmp_single", fig_title=f"{name_s}: {label} ({note}), {who}",
+                           cbar=cbar_s, center=chance, unit=label, subtitle=f"model {single} = {name_s}",
+                           stem=f"{name_s}_{metric}_montage")
+        st.plotly_chart(curves.accuracy_histogram(vals_s, chance=chance, name=cbar_s, simulated=sim), key="cmp_hist")
 
 with tabs[3]:
     if state.tab_open(tabs[3]):
@@ -244,25 +414,46 @@ with tabs[3]:
         st.caption("Units sorted by the larger of the two accuracies; y = mean (A − B) over the n best units. "
                    "Grey: each participant; red: their mean (Schwartz et al. 2019, Fig. 2).")
 
+
+def roi_table_with_se():
+    """Per-ROI tests; error bars = SE across participants, or across held-out runs for one participant."""
+    table = compute.roi_table(res["result"], atlas, participant)
+    se_label = "SE across participants"
+    if not np.isfinite(table["se"].to_numpy(dtype=float)).any():
+        pid = participant or maps.participants[0]
+        table["se"] = heldout.roi_se_across_runs(res["result"], atlas.labels, table["label"].tolist(), pid)
+        se_label = f"SE across held-out runs ({pid}; one participant)"
+    return table, se_label
+
+
 with tabs[4]:
     if state.tab_open(tabs[4]):
         if atlas is None:
             st.info("Choose an atlas (Outline / ROIs) above; `planted regions` is available for simulated data, other "
                     "atlases after `python -m brainviz fetch atlas NAME --dest data_cache/atlases`.")
-        elif not surface:
+        elif not on_surface:
             st.info("ROIs need fsaverage5 data.")
         else:
-            table = compute.roi_table(res["result"], atlas, participant)
-            st.plotly_chart(curves.roi_bars(table, names=names, simulated=sim), key="cmp_roi")
+            table, se_label = roi_table_with_se()
+            st.plotly_chart(curves.roi_bars(table, names=names, simulated=sim, error_label=se_label), key="cmp_roi")
             st.caption(f"One test per ROI (units averaged within the ROI), FDR over ROIs: **{table['test'].iloc[0]}**, "
-                       f"n = {int(table['n'].iloc[0])}; error bars: SE across participants.")
+                       f"n = {int(table['n'].iloc[0])}; error bars: {se_label}.")
             st.dataframe(table, hide_index=True, width="stretch")
             st.download_button("ROI table (CSV)", lambda: export.table_csv(table, sim),
                                export.filename("roi_tests", "csv", sim), "text/csv", key="dl_roi")
+            pick = st.selectbox("ROI time courses", ["(none)"] + table["roi"].astype(str).tolist(), key="cmp_roi_tc")
+            if pick != "(none)":
+                lab = int(table.loc[table["roi"].astype(str) == pick, "label"].iloc[0])
+                verts = np.flatnonzero(atlas.labels == lab)
+                linked_view(verts, f"ROI {pick} ({verts.size} vertices, mean)", key="cmp_roi_link")
 
 with tabs[5]:
     if state.tab_open(tabs[5]):
         stem = f"{model_a}_vs_{model_b}"
+        export_meta = {"models": f"A = {names[0]}, B = {names[1]}", "test": str(tested_by),
+                       "level": "group" if participant is None else "participant", "alpha (significant = q <=)": maps.alpha,
+                       "FDR": str(maps.summary.get("fdr")), "display threshold (shown = q <)": alpha,
+                       "participants": ",".join(maps.participants), "view": who, "description": maps.describe()}
         st.markdown("**Maps and tables** (files are built when you click)")
 
         def all_maps():
@@ -275,40 +466,74 @@ with tabs[5]:
                 out[f"q_{pid}"] = maps.q[pid]
             return out
 
-        cc = st.columns(3)
-        if surface:
+        def bundle():
+            files = {export.filename(stem + "_units", "csv", sim): (export.table_csv(maps.frame(participant, alpha), sim),
+                                                                    "per-unit table (acc_a, acc_b, diff, t, p, q, "
+                                                                    "significant from the test, shown from the display "
+                                                                    "threshold)")}
+            if on_surface:
+                files[export.filename(stem + "_maps", "csv", sim)] = (
+                    export.map_csv(all_maps(), sim), "one row per fsaverage5 vertex: diff (A − B), significant, shown, "
+                    "group q, per-participant accuracies and q")
+                for hemi, tag in export.HEMI_TAGS.items():
+                    files[export.filename(f"{tag}.{stem}_diff", "func.gii", sim)] = (
+                        export.map_gifti(values, hemi, name=f"{stem}_diff", simulated=sim,
+                                         meta={k: v for k, v in export_meta.items() if k != "description"}),
+                        f"A − B 20-vs-20 accuracy difference, {hemi} hemisphere (GIfTI, fsaverage5)")
+                files[export.filename(stem + "_montage", "png", sim)] = (
+                    montage.montage_png(values, mask=mask, outline=outline, title=title, subtitle=maps.describe(),
+                                        colorbar_title=diff_title, simulated=sim, scale=2.0),
+                    "static four-view montage of A − B (shown: q < display threshold)")
+            return export.zip_bundle(files, title=f"brainviz comparison {names[0]} vs {names[1]}", meta=export_meta,
+                                     simulated=sim)
+
+        cc = st.columns(4)
+        if on_surface:
             cc[0].download_button("Maps (CSV, one row per vertex)", lambda: export.map_csv(all_maps(), sim),
                                   export.filename(stem + "_maps", "csv", sim), "text/csv", key="dl_maps")
-            cc[1].download_button("A − B map (GIfTI lh/rh, zip)",
+            cc[1].download_button("A − B map (GIfTI lh/rh + README, zip)",
                                   lambda: export.maps_gifti_zip(values, name=f"{stem}_diff", simulated=sim,
-                                                                meta={"test": str(tested_by), "alpha": maps.alpha,
-                                                                      "display_q": alpha,
-                                                                      "participants": ",".join(maps.participants)}),
+                                                                meta={k: v for k, v in export_meta.items()},
+                                                                description="A − B 20-vs-20 accuracy difference"),
                                   export.filename(stem + "_gifti", "zip", sim), "application/zip", key="dl_gii")
         cc[2].download_button("Per-unit table (CSV)", lambda: export.table_csv(maps.frame(participant, alpha), sim),
                               export.filename(stem + "_units", "csv", sim), "text/csv", key="dl_units")
+        cc[3].download_button("Everything (zip with README)", bundle, export.filename(stem + "_all", "zip", sim),
+                              "application/zip", key="dl_bundle")
         st.markdown("**Figures**")
+        if on_surface:
+            cc = st.columns(3)
+            kw = dict(mask=mask, outline=outline, title=title, subtitle=maps.describe(), colorbar_title=diff_title,
+                      simulated=sim)
+            for j, fmt in enumerate(export.IMAGE_FORMATS):
+                cc[j].download_button(export.download_label("A − B montage", fmt),
+                                      lambda fm=fmt: montage.montage_image(values, fm, **({"scale": 2.0} | kw)),
+                                      export.filename(f"{stem}_montage", fmt, sim), export.MIME[fmt],
+                                      key=f"dl_montage_{fmt}")
         ok, why = export.image_export_available()
         if not ok:
-            st.caption(f"PNG/SVG export on the server is unavailable here ({why}). The interactive HTML works "
-                       "offline, and the camera button of any figure (also in the HTML) saves an SVG in the browser.")
+            st.caption(f"PNG/SVG/PDF of the interactive figures is unavailable on this server ({why}). The "
+                       "interactive HTML works offline, and the camera button of any figure saves an SVG in the browser.")
 
         def fig_of(name):
             if name == "fig2":
                 return curves.fig2_curves(maps.summary["fig2"], names=names, simulated=sim)
+            if name == "flatmap":
+                return flatmap.flat_map(values, mask=mask, outline=outline, title=title, colorbar_title=diff_title,
+                                        simulated=sim)
             return cortex.cortical_map(values, mask=mask, mesh=st.session_state.get("cmp_mesh", "inflated"),
-                                       hemi=st.session_state.get("cmp_hemi", "left"),
-                                       view=st.session_state.get("cmp_view", "lateral"),
-                                       outline=None if atlas is None else atlas.labels, title=title, simulated=sim)
+                                       hemi=st.session_state.get("cmp_hemi", "both"),
+                                       view=st.session_state.get("cmp_view", "lateral"), outline=outline,
+                                       title=title, colorbar_title=diff_title, simulated=sim)
 
-        for fname in ["fig2"] + (["cortex"] if surface else []):
-            cc = st.columns(3)
+        for fname in ["fig2"] + (["flatmap", "cortex3d"] if on_surface else []):
+            cc = st.columns(4)
             cc[0].download_button(f"{fname} (interactive HTML)", lambda f=fname: export.figure_html(fig_of(f)),
                                   export.filename(f"{stem}_{fname}", "html", sim), "text/html", key=f"dl_{fname}_html")
             if ok:
-                for j, fmt in enumerate(("png", "svg")):
+                for j, fmt in enumerate(export.IMAGE_FORMATS):
                     cc[j + 1].download_button(
-                        f"{fname} ({fmt.upper()})",
+                        export.download_label(fname, fmt),
                         lambda f=fname, fm=fmt: export.figure_image(fig_of(f), fm) or b"",
-                        export.filename(f"{stem}_{fname}", fmt, sim), key=f"dl_{fname}_{fmt}")
+                        export.filename(f"{stem}_{fname}", fmt, sim), export.MIME[fmt], key=f"dl_{fname}_{fmt}")
 state.remember("cmp_single")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from brainviz import surface
 from brainviz.app_support import resources, state, sidebar
 from brainviz.viz import cortex, flatmap, timeseries
 
@@ -32,13 +33,20 @@ c[5].metric("words", summ["n_words"])
 tab_names = ["Runs", "Stimulus ↔ TRs", "Vertex time course"] + (["Ground truth"] if summ.get("has_ground_truth") else [])
 tabs = state.lazy_tabs(tab_names, key="data_tab", qp="tab")
 ds = resources.dataset(path)
-pids = summ["participants"]
-sel = [p for p in ctx["participants"] if p in pids] or pids[:1]
+all_pids = summ["participants"]
+chosen = [p for p in ctx["participants"] if p in all_pids]
+pids = chosen or all_pids  # the sidebar's participants (all when none is chosen)
+sel = pids
 gt = resources.ground_truth(path) if summ.get("has_ground_truth") else None
 
 with tabs[0]:
     if state.tab_open(tabs[0]):
-        st.dataframe(pd.DataFrame(summ["runs_table"]), hide_index=True, width="stretch")
+        runs_df = pd.DataFrame(summ["runs_table"])
+        if chosen and "participant" in runs_df:
+            runs_df = runs_df[runs_df["participant"].isin(chosen)]
+        st.dataframe(runs_df, hide_index=True, width="stretch")
+        st.caption(f"participants chosen in the sidebar: {', '.join(chosen)}" if chosen else
+                   "no participant chosen in the sidebar: all are listed")
         st.caption(f"stories: {', '.join(summ['stories'])}; space: {summ['space']}; "
                    f"MEG participants: {', '.join(summ['meg_participants']) or 'none'}")
 
@@ -73,12 +81,13 @@ with tabs[2]:
             default_v = int(np.flatnonzero(gt["planted_mask"])[0])
         state.widget_value("data_vertex", default_v, qp="v", min_value=0, max_value=n_units - 1)
         cc = st.columns([1, 1, 2])
-        pid_v = cc[0].selectbox("Participant ", pids, index=pids.index(sel[0]), key="data_pid_v")
-        if n_units == 20484:
+        state.widget_value("data_pid_v", sel[0], qp="dpv", options=pids)
+        pid_v = cc[0].selectbox("Participant ", pids, key="data_pid_v")
+        if surface.is_fsaverage5(n_units):
             with cc[2]:
                 st.caption("Or pick a vertex on the flat map (box / lasso, the first selected vertex is used).")
             background = gt["planted_mask"].astype(float) if gt is not None else np.zeros(n_units)
-            fig = flatmap.flat_map(background, symmetric=False, vmin=0, vmax=1, colorscale="Oranges",
+            fig = flatmap.flat_map(background, center=0.0, vmax=1.0, colorscale="viridis",
                                    colorbar_title="planted" if gt is not None else "", simulated=sim, height=320,
                                    marker_size=2.5, selected=[st.session_state["data_vertex"]])
             event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="data_flat")
@@ -114,6 +123,7 @@ if gt is not None:
             hemi = cc[1].selectbox("Hemisphere", cortex.HEMI_CHOICES, key="gt_hemi")
             state.widget_value("gt_view", "lateral", qp="gv", options=list(cortex.VIEWS))
             view = cc[2].selectbox("View", cortex.VIEWS, key="gt_view")
+            state.widget_value("gt_mesh", cortex.MESHES[0], qp="gmesh", options=list(cortex.MESHES))
             mesh = cc[3].selectbox("Mesh", cortex.MESHES, key="gt_mesh")
             vals = maps[which]
             fig = cortex.cortical_map(vals, symmetric=False, vmin=0, vmax=float(max(vals.max(), 1e-9)),
@@ -122,4 +132,3 @@ if gt is not None:
             st.plotly_chart(fig, key="gt_fig")
             st.dataframe(regions, hide_index=True, width="stretch")
             st.caption(f"drivers: {', '.join(gt.get('driver_names', []))}")
-state.remember("data_pid_v", "gt_mesh")

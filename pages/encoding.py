@@ -89,7 +89,24 @@ with tab_models:
     st.plotly_chart(encviz.unique_variance(summary, units), use_container_width=True)
 with tab_maps:
     col = st.selectbox("Value", list(encviz.MAP_VALUES), format_func=encviz.MAP_VALUES.get, key="enc_map_value")
-    st.plotly_chart(encviz.encoding_map(frame, summary, col), use_container_width=True)
+    if summary.get("space") == "fsaverage5":
+        cc = st.columns(3)
+        hemi = cc[0].radio("Hemisphere", ["both", "left", "right"], horizontal=True, key="enc_map_hemi")
+        thr = cc[1].number_input("Hide |value| <", 0.0, 1.0, 0.0, 0.01, format="%.3f", key="enc_map_thr")
+        vmax = cc[2].number_input("Colour max (0 = auto)", 0.0, 100.0, 0.0, 0.05, format="%.3f", key="enc_map_vmax")
+        png = encviz.encoding_montage(frame, summary, col, threshold=(thr or None) if col != "layer" else None,
+                                      vmax=vmax or None, hemi=hemi)
+        st.image(png, output_format="PNG", caption="Inflated surface, lateral and medial views; grey = hidden or no "
+                                                  "value (curvature: light gyri, dark sulci).")
+        st.download_button("Montage (PNG, 2× resolution)",
+                           lambda: encviz.encoding_montage(frame, summary, col, threshold=(thr or None) if col != "layer"
+                                                           else None, vmax=vmax or None, hemi=hemi, scale=2.0),
+                           file_name=Path(choice).stem + f"_{col}_montage.png", mime="image/png", key="enc_map_png")
+        if st.toggle("Interactive 3-D view", key="enc_map_3d"):
+            st.plotly_chart(encviz.encoding_map(frame, summary, col, hemi=hemi, threshold=thr or None),
+                            use_container_width=True)
+    else:
+        st.plotly_chart(encviz.encoding_map(frame, summary, col), use_container_width=True)
 with tab_table:
     st.dataframe(table, hide_index=True, use_container_width=True)
     st.download_button("Download the per-participant table (CSV)", frame.to_csv(index=False), file_name=choice,

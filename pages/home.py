@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from brainviz import jobs, paths
-from brainviz.app_support import resources, state, sidebar
+from brainviz.app_support import job_panel, resources, sidebar, state
 
 ctx = sidebar.context()
 state.page_title("brainviz", simulated=bool(ctx["summary"] and ctx["summary"].get("simulated")),
@@ -81,5 +81,5 @@ if len(ckpts) <= 1:
 running = [j for j in jobs.list_jobs() if j["state"] == "running"]
 if running:
     st.subheader("Running jobs")
-    for j in running:
-        st.progress(j["fraction"], text=f"{j['label']} — {j['message']}")
+    for j in running[:4]:
+        job_panel.inline_job_status(j["id"])

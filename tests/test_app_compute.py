@@ -47,3 +47,115 @@ def test_roi_table_has_names_and_one_test_per_roi():
     assert np.isfinite(table["se"]).all()
     one = roi_table(res, atlas, "sub-01")
     assert (one["test"] == "block-sign-flip[pearson]").all() and (one["level"] == "participant").all()
+
+
+# --------------------------------------------------------------------------------------
+# checkpoint card headline, attention cache, quiet logs, sidebar defaults
+# --------------------------------------------------------------------------------------
+
+
+def test_headline_metrics_cross_run_selection_is_not_inflated():
+    """Pure-noise units: the cross-run top-5 % mean stays near 0 (selecting and scoring the
+    same run would give a large positive value); planted units are reported inside the ROI."""
+    from brainviz.app_support.compute import headline_metrics
+
+    rng = np.random.default_rng(0)
+    n_units, runs = 2000, ["run-1", "run-2", "run-3", "run-4"]
+    mask = np.zeros(n_units, bool)
+    mask[:100] = True
+    r = {"sub-01": {run: np.where(mask, 0.4, 0.0) + rng.normal(0, 0.1, n_units) for run in runs}}
+    h = headline_metrics(r, mask, "planted")
+    assert h["roi"]["inside"] > 0.35 and abs(h["roi"]["outside"]) < 0.02
+    assert h["top"] > 0.3  # the selection finds the planted units
+    noise = {"sub-01": {run: rng.normal(0, 0.1, n_units) for run in runs}}
+    hn = headline_metrics(noise)
+    same_run = np.mean([np.sort(v)[-100:].mean() for v in noise["sub-01"].values()])
+    assert abs(hn["top"]) < 0.03 < same_run and "roi" not in hn
+    assert hn["top_n_units"] == 100 and hn["n_units"] == n_units
+
+
+def test_heldout_r_by_run_matches_manual(tmp_path, small_sim):
+    from brainviz.app_support.compute import heldout_r_by_run
+    from brainviz.app_support.demo import make_demo_checkpoints
+    from brainviz.data.dataset import load_dataset
+    from brainviz.data.preprocess import PreprocessConfig, fmri_examples
+    from brainviz.evaluation import io
+
+    made = make_demo_checkpoints(small_sim["reading"], tmp_path / "models", participants=["sub-01"], seeds=(0,))
+    path = made["demo-tuned"]
+    r = heldout_r_by_run(str(path))
+    held = io.load_heldout(path, ["sub-01"])
+    ex = fmri_examples(load_dataset(small_sim["reading"]), "sub-01",
+                       PreprocessConfig.from_dict(io.scan_heldout(path)["card"]["preprocess"]))
+    rows = np.searchsorted(ex.tr_index, held["tr_index"]["sub-01"])
+    run = held["runs"]["sub-01"][0]
+    sel = held["runs"]["sub-01"] == run
+    pred, target = held["predictions"]["sub-01"][0][sel][:, 7], ex.data[rows][sel][:, 7]
+    assert abs(r["sub-01"][str(run)][7] - np.corrcoef(pred, target)[0, 1]) < 1e-4
+
+
+def test_attention_readouts_cached_on_disk(monkeypatch, tmp_path):
+    from brainviz.app_support import compute
+
+    calls = []
+    monkeypatch.setattr(compute, "attention_readouts",
+                        lambda source, windows, encoder_pair=None: calls.append(1) or np.ones((1, len(windows), 2, 3, 2)))
+    windows = [["a", "b"], ["c"]]
+    a, hit = compute.cached_attention_readouts("pretrained", windows)
+    b, hit2 = compute.cached_attention_readouts("pretrained", windows)
+    assert not hit and hit2 and calls == [1] and np.array_equal(a, b)
+    assert compute.attention_cache_file("pretrained", windows) != compute.attention_cache_file("pretrained", [["a"]])
+
+
+def test_quiet_drops_only_the_missing_context_warning():
+    import logging
+
+    from brainviz.app_support import logs
+
+    logs.quiet()
+    logs.quiet()  # idempotent
+    logger = logging.getLogger(logs.SCRIPT_CTX_LOGGER)
+    assert sum(isinstance(f, logs._DropMissingContext) for f in logger.filters) == 1
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    # a handler on the logger itself: Streamlit's loggers do not propagate to the root (caplog's)
+    handler = Keep(level=logging.WARNING)
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        logger.warning("Thread 'x': missing ScriptRunContext! This warning can be ignored when running in bare mode.")
+        logger.warning("something else")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert seen == ["something else"]
+
+
+def test_encoder_load_is_quiet_and_restores_settings(capfd):
+    from transformers.utils import logging as hf_logging
+
+    from brainviz.models.encoder import load_encoder
+
+    before = (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled())
+    load_encoder("pretrained")
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err
+    assert (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()) == before
+
+
+def test_default_models_are_distinct():
+    from brainviz.app_support.sidebar import default_model_a, default_model_b, distinct_pair
+
+    names = ["vanilla-quick", "fine-tuned-quick", "other"]
+    variants = {"vanilla-quick": "vanilla", "fine-tuned-quick": "fine-tuned", "other": "joint"}
+    a = default_model_a(names, variants)
+    assert a == "fine-tuned-quick" and default_model_b(names, variants, a) == "vanilla-quick"
+    assert default_model_b(names, variants, "vanilla-quick") == "fine-tuned-quick"  # never B = A
+    assert default_model_b(["x", "y"], {}, "y") == "x"
+    assert not distinct_pair({"models": {"x": 1}, "model_a": "x", "model_b": "x"})
+    assert distinct_pair({"models": {"x": 1, "y": 2}, "model_a": "x", "model_b": "y"})

@@ -73,7 +73,12 @@ def _slow_writer(root, out_queue):
     out_queue.put(float(cache.arrays("ns", "shared", compute)["v"].sum()))
 
 
-def test_two_processes_compute_the_same_entry_once(tmp_path):
+def test_two_processes_compute_the_same_entry_once(tmp_path, monkeypatch):
+    import sys
+
+    # spawn children re-run the parent's __main__ file; Streamlit's AppTest (used by other tests)
+    # leaves a temporary script there, which the children cannot run
+    monkeypatch.delattr(sys.modules["__main__"], "__file__", raising=False)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     procs = [ctx.Process(target=_slow_writer, args=(str(tmp_path), q)) for _ in range(2)]

@@ -72,3 +72,49 @@ def test_packaged_minilm_readout_and_vanilla_training(tmp_path):
 
     model, _ = load_encoder(out)  # heads-only checkpoint -> the base encoder
     assert model.config.num_hidden_layers == 6
+
+
+def test_window_attention_and_offline_head_view(tiny):
+    """All layers of one window; bertviz's head view with d3/jQuery inlined (no CDN), 1-based
+    layer names, and a token that cannot close the inline script."""
+    import re
+
+    from brainviz.app_support.compute import window_attention
+    from brainviz.viz.attention import head_view_html, head_view_params
+
+    tokens, att = window_attention(tiny, WINDOWS[0])
+    _, one = token_attention(tiny, WINDOWS[0], layer=1, head=2)
+    assert att.shape == (2, 4, len(tokens), len(tokens))
+    np.testing.assert_allclose(att[1, 2], one, rtol=1e-5, atol=1e-6)
+    html = head_view_html(tokens[:-1] + ["</script>"], att, layer=1, layers=[1], heads=[2], title="<b>base</b>")
+    assert not re.search(r"""<script[^>]*src=["']?https?://""", html) and "cdnjs" not in html
+    assert "require.config" not in html and "d3.version" in html and "jQuery v3.6.0" in html
+    assert html.count("</script>") == 3  # jQuery, d3, the view: the odd token did not end a script early
+    assert '.text("L" + (layer + 1))' in html and "&lt;b&gt;base" in html
+    params = head_view_params(html)
+    assert params["layer"] == 1 and params["include_layers"] == [1] and params["heads"] == [2]
+    attn = np.array(params["attention"][0]["attn"])
+    assert attn.shape == (1, 4, len(tokens), len(tokens))
+    np.testing.assert_allclose(attn[0, 2], np.round(att[1, 2], 3), atol=1e-9)
+    with pytest.raises(ValueError):
+        head_view_html(tokens, att, layer=0, layers=[1])
+
+
+def test_attention_figures_label_axes_and_scale_panels_separately():
+    from brainviz.viz.attention import head_change_heatmap, layer_attention, token_attention_pair
+
+    mean = np.array([[0.9, 0.01], [0.8, 0.02], [0.85, 0.03]])
+    fig = layer_attention({"base": {"mean": mean, "se": np.full_like(mean, 0.001)},
+                           "tuned": {"mean": mean + [0.0, 0.01], "se": np.full_like(mean, 0.001)}})
+    y1, y2 = fig.layout.yaxis.range, fig.layout.yaxis2.range
+    assert y2[1] < 0.1 < y1[0]  # [CLS]→[SEP] is not flattened on the [CLS]→[CLS] scale
+    assert list(fig.layout.xaxis.ticktext) == ["L1", "L2", "L3"]
+    heat = head_change_heatmap(np.zeros((3, 4, 2)) + 0.01)
+    assert list(heat.data[0].y) == ["L1", "L2", "L3"] and list(heat.data[0].x)[0] == "H1"
+    assert heat.layout.xaxis.title.text == "head" and heat.layout.yaxis.title.text == "layer"
+    toks = ["[CLS]", "a", "[SEP]"]
+    pair = token_attention_pair({"base": (toks, np.eye(3)), "tuned": (toks, np.full((3, 3), 1 / 3))})
+    assert len(pair.data) == 2 and pair.layout.xaxis.title.text.startswith("key")
+    assert pair.layout.yaxis.title.text.startswith("query") and pair.data[0].zmax == pair.data[1].zmax == 1.0
+    with pytest.raises(ValueError):
+        token_attention_pair({"x": (toks, np.eye(2))})

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from brainviz import surface
 from brainviz.viz import _mesh, attention, cortex, coupling, curves, export, flatmap, timeseries
 from brainviz.viz._common import SIMULATED_TEXT, display_values, has_simulated_badge, masked_colorscale
 
@@ -87,7 +88,7 @@ def test_cortical_map_traces_and_payload(values, labels, hemi, n_mesh):
 def test_cortical_map_values_and_threshold(values):
     fig = cortex.cortical_map(values, threshold=1.5, hemi="left", shade=False)
     shown = cortex.shown_vertices(fig)
-    cmask = _mesh.cortex_mask()
+    cmask = ~surface.medial_wall_mask()
     expect = cmask & (np.abs(values) >= 1.5)
     assert np.array_equal(shown, expect)
     inten = np.asarray(fig.data[0].intensity)
@@ -105,7 +106,7 @@ def test_cortical_map_mask_and_sequential():
     mask[:50] = True
     fig = cortex.cortical_map(acc, mask=mask, symmetric=False, hemi="left", colorscale="YlOrRd")
     shown = cortex.shown_vertices(fig)
-    assert shown[:10242].sum() == (mask & _mesh.cortex_mask())[:10242].sum()
+    assert shown[:10242].sum() == (mask & ~surface.medial_wall_mask())[:10242].sum()
     assert fig.data[0].cmin == pytest.approx(0.5) and fig.data[0].cmax == pytest.approx(0.8)
 
 
@@ -139,21 +140,36 @@ def test_boundary_mask(labels):
 
 def test_flat_map_selection_roundtrip(values, labels):
     fig = flatmap.flat_map(values, threshold=1.0, outline=labels, selected=[5, 6], simulated=True)
-    assert [t.type for t in fig.data] == ["scattergl", "scattergl", "scattergl"]
+    assert [t.type for t in fig.data] == ["scattergl", "scattergl"]          # vertices, selection ring
+    assert len(fig.layout.images) == 1                                        # the shaded mesh image
+    assert fig.layout.images[0].source.startswith("data:image/png;base64,")
     assert len(fig.to_json()) <= MB2
-    idx = np.asarray(fig.data[0].customdata)
+    idx = np.asarray(fig.data[0].customdata).astype(np.int64)
     assert idx.size == _mesh.cortex_mask().sum()
     assert set(idx.tolist()) == set(np.flatnonzero(_mesh.cortex_mask()).tolist())
-    assert fig.layout.dragmode == "lasso"
-    event = {"selection": {"points": [{"curve_number": 0, "customdata": int(idx[3])},
-                                       {"curve_number": 0, "customdata": [int(idx[7])]},
+    np.testing.assert_allclose(fig.data[0].marker.color, values[idx], atol=1e-3)   # hover value = map value
+    assert fig.layout.dragmode == "pan"           # Streamlit: clicks select a vertex; lasso/box from the toolbar
+    event = {"selection": {"points": [{"curve_number": 0, "customdata": [float(idx[3]), 0.1]},
+                                       {"curve_number": 0, "customdata": {"bdata": "x"}},
+                                       {"curve_number": 0, "customdata": int(idx[7])},
                                        {"curve_number": 1, "customdata": 999}]}}
     assert flatmap.selected_vertices(event).tolist() == sorted([int(idx[3]), int(idx[7])])
     assert flatmap.selected_vertices(None).size == 0
-    # colours: shown vertices carry their values
-    col = np.asarray(fig.data[0].marker.color)
-    shown = np.abs(values[idx]) >= 1.0
-    np.testing.assert_allclose(col[shown], values[idx][shown], atol=1e-2)
+    texts = " ".join(a.text for a in fig.layout.annotations)
+    assert "<b>L</b>" in texts and "<b>R</b>" in texts and SIMULATED_TEXT in texts
+
+
+def test_flat_map_image_is_shaded_and_coloured(values, labels):
+    img, shown, lo, hi = flatmap.flat_image(values, threshold=1.0, outline=labels)
+    fg = img.reshape(-1, 3)
+    fg = fg[(fg != 255).any(axis=1)]
+    grey = (fg[:, 0] == fg[:, 1]) & (fg[:, 1] == fg[:, 2])
+    assert 0.2 < grey.mean() < 0.95                      # curvature grey + coloured vertices
+    assert len(np.unique(fg[grey][:, 0])) > 20           # shading, not one flat grey
+    assert (fg == 0).all(axis=1).any()                   # black outline pixels
+    left, right = img[:, : img.shape[1] // 2], img[:, img.shape[1] // 2 :]
+    assert (left != 255).any() and (right != 255).any()  # both hemispheres
+    assert lo == -hi
 
 
 def test_flat_map_one_hemisphere(values):
@@ -161,6 +177,7 @@ def test_flat_map_one_hemisphere(values):
     idx = np.asarray(fig.data[0].customdata)
     assert idx.min() >= 10242
     assert len(fig.data) == 1
+    assert "R</b>" in fig.layout.annotations[0].text
 
 
 # ---------------------------------------------------------------------------------------
@@ -239,6 +256,30 @@ def test_vertex_timecourse():
     fig = timeseries.vertex_timecourse(raw, runs, 2.0, kept=np.r_[[False] * 2, [True] * 8],
                                        preprocessed=np.zeros(8), preprocessed_rows=np.arange(2, 10), vertex=3)
     assert len(fig.data) == 2 and fig.data[1].yaxis == "y2"
+    # no line across the run boundary (4 -> 5) or across trimmed TRs
+    x0 = np.asarray(fig.data[0].x, dtype=float)
+    gap = np.flatnonzero(np.isnan(x0))
+    assert gap.size == 1 and x0[gap[0] - 1] == 4 and x0[gap[0] + 1] == 5
+    x1 = np.asarray(fig.data[1].x, dtype=float)
+    assert np.isnan(x1).sum() == 1
+
+
+def test_heldout_timecourse_breaks_between_runs():
+    from brainviz.viz import heldout
+
+    runs = np.array(["1"] * 4 + ["2"] * 4)
+    tr_index = np.r_[np.arange(10, 14), np.arange(30, 34)]
+    rng = np.random.default_rng(0)
+    meas = rng.standard_normal((8, 5)).astype(np.float32)
+    pair = heldout.HeldoutPair("sub-01", tr_index, runs, meas, meas + 0.1, -meas, tr=2.0)
+    fig = heldout.timecourse_figure(pair, [1, 2], names=("A", "B"), run_accuracy={"1": (0.7, 0.5), "2": (0.6, 0.4)})
+    assert [t.name.split(" ")[0] for t in fig.data[:3]] == ["measured", "A:", "B:"]
+    x = np.asarray(fig.data[0].x, dtype=float)
+    assert np.isnan(x).sum() == 1 and np.nanmax(x) == 33 * 2.0          # seconds, one break
+    assert "(r = 1.00)" in fig.data[1].name and "(r = -1.00)" in fig.data[2].name
+    assert [t.type for t in fig.data[3:]] == ["bar", "bar"]
+    with pytest.raises(ValueError):
+        pair.units([])
 
 
 # ---------------------------------------------------------------------------------------
@@ -248,13 +289,30 @@ def test_vertex_timecourse():
 
 def test_csv_exports_mark_simulated(values):
     data = export.map_csv({"diff": values}, simulated=True).decode()
-    lines = data.splitlines()
-    assert lines[0].startswith("# SIMULATED DATA")
-    df = pd.read_csv(io.StringIO(data), comment="#")
-    assert len(df) == N and set(df.columns) == {"vertex", "hemisphere", "diff", "simulated"}
+    assert not data.startswith("#")                      # no comment line: plain read_csv works
+    df = pd.read_csv(io.StringIO(data))
+    assert len(df) == N and list(df.columns) == ["vertex", "hemisphere", "diff", "simulated"]
     assert df["simulated"].all()
-    assert "SIMULATED" not in export.table_csv(pd.DataFrame({"a": [1]}), simulated=False).decode()
+    np.testing.assert_allclose(df["diff"], values, rtol=1e-5, atol=1e-9)
+    assert "simulated" not in export.table_csv(pd.DataFrame({"a": [1]}), simulated=False).decode()
     assert export.filename("x y", "csv", True) == "SIMULATED_x_y.csv"
+
+
+def test_zip_exports_have_readme(values):
+    blob = export.maps_gifti_zip(values, name="diff", simulated=True, meta={"test": "ttest", "level": "group",
+                                                                           "alpha": 0.05})
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        readme = zf.read("README.txt").decode()
+        names = zf.namelist()
+    for n in names:
+        if n != "README.txt":
+            assert n in readme                            # every file is described
+    assert "test: ttest" in readme and "level: group" in readme and "alpha: 0.05" in readme
+    assert SIMULATED_TEXT in readme and "simulated: true" in readme
+    real = export.zip_bundle({"a.csv": (b"x\n1\n", "a table")}, meta={"alpha": 0.01})
+    with zipfile.ZipFile(io.BytesIO(real)) as zf:
+        text = zf.read("README.txt").decode()
+    assert "a.csv: a table" in text and "simulated: false" in text and SIMULATED_TEXT not in text
 
 
 def test_gifti_export_roundtrip(values, tmp_path):
@@ -278,9 +336,27 @@ def test_figure_html_and_image(values):
     fig = curves.fig2_curves({"participants": {}, "average": [0.1, 0.0]}, simulated=True)
     html = export.figure_html(fig).decode()
     assert "plotly" in html.lower() and SIMULATED_TEXT in html
-    ok, why = export.image_export_available()
-    img = export.figure_image(fig, "svg")
-    if not ok:
-        assert img is None and why
     with pytest.raises(ValueError):
         export.figure_image(fig, "gif")
+    assert export.download_label("map", "svg") == "map (SVG)"
+
+
+def test_roi_bars_units_and_error_bars():
+    table = pd.DataFrame({"roi": ["a", "b"], "diff": [0.1, -0.2], "se": [0.01, 0.02]})
+    fig = curves.roi_bars(table, names=("ft", "van"))
+    assert fig.layout.yaxis.title.text == "Δ 20-vs-20 accuracy (ft − van)"
+    assert list(fig.data[0].error_y.array) == pytest.approx([0.01, 0.02])
+    none = curves.roi_bars(table.assign(se=np.nan))
+    assert none.data[0].error_y.array is None
+
+
+def test_cortical_map_centre_and_both_hemispheres():
+    acc = np.full(N, 0.5)
+    acc[:50] = 0.7
+    fig = cortex.cortical_map(acc, center=0.5, hemi="both", view="lateral", shade=False)
+    assert fig.data[0].cmin == pytest.approx(0.3) and fig.data[0].cmax == pytest.approx(0.7)
+    # both lateral surfaces face the camera: the hemispheres are side by side along y, not x
+    left, right = np.asarray(fig.data[0].y), np.asarray(fig.data[1].y)
+    assert left.min() > right.max() or right.min() > left.max()
+    lx, rx = np.asarray(fig.data[0].x), np.asarray(fig.data[1].x)
+    assert abs(np.mean(lx) - np.mean(rx)) < 30

@@ -100,8 +100,9 @@ def server(env: dict[str, str], port: int | None = None, log_path: Path | None =
         log.close()
 
 
-def driver(width: int = 1400, height: int = 1000):
-    """A headless Chromium WebDriver with a fresh profile."""
+def driver(width: int = 1400, height: int = 1000, network_log: bool = False):
+    """A headless Chromium WebDriver with a fresh profile (``network_log``: record the
+    DevTools performance log, read by :func:`requested_urls`)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -113,7 +114,34 @@ def driver(width: int = 1400, height: int = 1000):
     opts.add_argument("--user-data-dir=" + tempfile.mkdtemp(prefix="bv-chrome-"))
     if browser:
         opts.binary_location = browser
+    if network_log:
+        opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     return webdriver.Chrome(service=Service(chromedriver) if chromedriver else Service(), options=opts)
+
+
+def requested_urls(d) -> list[str]:
+    """URLs the browser requested since the last call (needs ``driver(network_log=True)``),
+    including those of iframes and web sockets."""
+    import json
+
+    urls = []
+    for entry in d.get_log("performance"):
+        try:
+            msg = json.loads(entry["message"])["message"]
+        except (KeyError, ValueError):
+            continue
+        if msg.get("method") == "Network.requestWillBeSent":
+            urls.append(msg["params"]["request"]["url"])
+        elif msg.get("method") == "Network.webSocketCreated":
+            urls.append(msg["params"]["url"])
+    return urls
+
+
+def external(urls, host: str = "127.0.0.1") -> list[str]:
+    """The URLs that leave the machine (not ``host``/localhost, ``data:``, ``blob:``, ``about:``)."""
+    local = (f"http://{host}", f"ws://{host}", "http://localhost", "ws://localhost", "data:", "blob:", "about:",
+             "chrome:", "devtools:")
+    return [u for u in urls if not u.startswith(local)]
 
 
 def last_run(d) -> int:

@@ -12,6 +12,7 @@ reports, merging per-participant results and reshaping results for figures).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -230,3 +231,132 @@ def attention_readouts(source: str, windows: Sequence[Sequence[str]], encoder_pa
         return checkpoint_cls_attention(load_checkpoint(source, verify=False), windows)
     pair = encoder_pair
     return cls_attention(pair if pair is not None else source, windows)[None]
+
+
+ATTENTION_CACHE = "attention"
+
+
+def attention_cache_file(source: str, windows: Sequence[Sequence[str]]) -> Path:
+    """``<cache>/attention/<hash>.npy`` of a model's read-outs on these windows; the hash covers
+    the source and, for a checkpoint, its ``card.json`` time (a retrained checkpoint is new)."""
+    from brainviz import paths
+    from brainviz._io import content_hash
+
+    stamp = 0.0
+    card = Path(source) / "card.json"
+    if source != "pretrained" and card.is_file():
+        stamp = card.stat().st_mtime
+    key = content_hash("cls-attention-v1", str(source), stamp, [list(map(str, w)) for w in windows])
+    return paths.cache_dir() / ATTENTION_CACHE / f"{key}.npy"
+
+
+def cached_attention_readouts(source: str, windows: Sequence[Sequence[str]], encoder_pair=None) -> tuple[np.ndarray, bool]:
+    """:func:`attention_readouts` read from / written to the on-disk cache (shared by sessions
+    and server restarts); returns ``(read-outs, from_cache)``."""
+    from brainviz._io import write_npy
+
+    f = attention_cache_file(source, windows)
+    if f.is_file():
+        try:
+            return np.load(f, allow_pickle=False), True
+        except (OSError, ValueError):
+            pass  # a damaged cache file: recompute
+    att = attention_readouts(source, windows, encoder_pair=encoder_pair)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    write_npy(f, np.asarray(att, dtype=np.float32))
+    return att, False
+
+
+def window_attention(encoder_pair, words: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Tokens and every layer's attention ``(layers, heads, tokens, tokens)`` of one window
+    (rows: queries, columns: keys), tokenised as for the [CLS] read-outs."""
+    import torch
+
+    from brainviz.models.brain_model import DEFAULT_MAX_LENGTH, tokenize_windows
+
+    encoder, tokenizer = encoder_pair
+    tok = tokenize_windows(tokenizer, [list(words)], DEFAULT_MAX_LENGTH)
+    dev = next(encoder.parameters()).device
+    with torch.no_grad():
+        att = encoder(**tok.batch([0], dev), output_attentions=True).attentions
+    tokens = tokenizer.convert_ids_to_tokens(tok.input_ids[0])
+    return list(tokens), torch.stack([a[0] for a in att]).float().cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------
+# checkpoint card: held-out r where it means something
+# --------------------------------------------------------------------------------------
+
+TOP_FRACTION = 0.05
+
+
+def _columnwise_r(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Pearson r of each column (NaN where a column is constant)."""
+    p = pred - pred.mean(axis=0)
+    t = target - target.mean(axis=0)
+    den = np.sqrt((p * p).sum(axis=0) * (t * t).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (p * t).sum(axis=0) / den, np.nan)
+
+
+def heldout_r_by_run(path: str, dataset: str | None = None,
+                     participants: Sequence[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Per-unit held-out Pearson r of a checkpoint: ``{participant: {run: r (n_units,)}}``
+    (predictions averaged over seeds; each run's rows were predicted by the fit that held it out)."""
+    from brainviz.evaluation import io
+
+    scan = io.scan_heldout(path)
+    pids = io.select_participants(scan, participants)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for pid in pids:  # one participant at a time: a whole-cortex recording is ~60 MB per participant
+        held = io.load_heldout(scan["path"], [pid])
+        data, t_index = io.load_targets(scan, [pid], dataset=dataset)[pid]
+        rows = io.align_rows(t_index, held["tr_index"][pid], f"participant {pid!r}")
+        target = io.target_columns(np.asarray(data)[rows], held["units"].get(pid), f"participant {pid!r}")
+        pred = np.asarray(held["predictions"][pid], dtype=np.float32).mean(axis=0)
+        runs = np.asarray(held["runs"][pid]).astype(str)
+        out[pid] = {run: _columnwise_r(pred[runs == run].astype(np.float64), target[runs == run].astype(np.float64))
+                    for run in dict.fromkeys(runs)}
+        del held, data, pred, target
+    return out
+
+
+def headline_metrics(r_by_run: dict[str, dict[str, np.ndarray]], roi_mask: np.ndarray | None = None,
+                     roi_label: str | None = None, top_fraction: float = TOP_FRACTION) -> dict[str, Any]:
+    """Summaries of per-unit held-out r that a reader can interpret.
+
+    - ``all``: mean r over every unit (mostly noise on a whole cortex: near 0 whatever the model);
+    - ``top``: *cross-run selection*: for each held-out run, the top ``top_fraction`` of units by
+      mean r on the **other** runs, evaluated on this run (selection and evaluation use disjoint
+      data, so the value is not inflated by the choice); mean over runs and participants;
+    - ``roi`` (when ``roi_mask`` is given, e.g. the planted language regions of simulated data):
+      mean r inside the mask and outside it.
+    """
+    all_r, top_r, n_top, inside, outside = [], [], [], [], []
+    for runs in r_by_run.values():
+        names = list(runs)
+        stack = np.stack([runs[n] for n in names])  # runs x units
+        with np.errstate(invalid="ignore"):
+            all_r.append(float(np.nanmean(stack)))
+            if len(names) >= 2:
+                for i in range(len(names)):
+                    other = np.nanmean(np.delete(stack, i, axis=0), axis=0)
+                    finite = np.isfinite(other)
+                    k = max(1, int(round(top_fraction * finite.sum())))
+                    order = np.argsort(np.where(finite, other, -np.inf))[::-1][:k]
+                    top_r.append(float(np.nanmean(stack[i, order])))
+                    n_top.append(k)
+            if roi_mask is not None and roi_mask.shape[0] == stack.shape[1] and roi_mask.any():
+                inside.append(float(np.nanmean(stack[:, roi_mask])))
+                outside.append(float(np.nanmean(stack[:, ~roi_mask])))
+    n_units = int(next(iter(next(iter(r_by_run.values())).values())).size) if r_by_run else 0
+    out: dict[str, Any] = {
+        "n_units": n_units, "n_participants": len(r_by_run),
+        "all": float(np.mean(all_r)) if all_r else None,
+        "top": float(np.mean(top_r)) if top_r else None, "top_n_units": int(np.mean(n_top)) if n_top else 0,
+        "top_fraction": top_fraction,
+    }
+    if inside:
+        out["roi"] = {"label": roi_label or "ROI", "inside": float(np.mean(inside)), "outside": float(np.mean(outside)),
+                      "n_units": int(roi_mask.sum())}
+    return out

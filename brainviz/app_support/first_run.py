@@ -11,23 +11,16 @@ to the vanilla checkpoint (never A = B) and reruns the page.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from brainviz import jobs, paths
+from brainviz.app_support.job_panel import inline_job_status
 from brainviz.tuning.pair import PAIR_NAMES, pair_paths
 
 JOB_KIND = "train"  # listed with the other brain-tuning jobs on the Models page
 LABEL = "default pair (quick vanilla + fine-tuned, all participants)"
-
-
-def _fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "estimating…"
-    seconds = int(round(seconds))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def pair_job(dataset_path: str) -> dict[str, Any] | None:
@@ -86,22 +79,57 @@ def offer_default_pair(ctx: dict[str, Any]) -> None:
             st.rerun()
         return
 
-    @st.fragment(run_every=2.0)
-    def progress_panel() -> None:
-        j = jobs.status(job["id"])
-        prog = jobs.last_progress(Path(j["dir"]))
-        frac = min(max(float(j.get("fraction") or 0.0), 0.0), 1.0)
-        stage = prog.get("stage") or "starting"
-        st.progress(frac, text=f"{stage} — {prog.get('message', '') or j['state']}")
-        c = st.columns(3)
-        c[0].metric("elapsed", _fmt_s(prog.get("elapsed_s", 0.0)))
-        c[1].metric("ETA", _fmt_s(prog.get("eta_s")) if j["state"] == "running" else "—")
-        c[2].metric("done", f"{frac:.0%}")
-        st.page_link("pages/models.py", label=f"Job `{j['id']}` on the Models page (log, cancel)",
-                     icon=":material/model_training:")
-        if j["state"] != "running":
-            if j["state"] == "done" and _pair_ready():
-                select_pair()
-            st.rerun(scope="app")
+    def _on_end(j: dict[str, Any]) -> None:
+        if j["state"] == "done" and _pair_ready():
+            select_pair()
 
-    progress_panel()
+    inline_job_status(job["id"], title=LABEL, on_end=_on_end)
+
+
+def require_distinct_pair(ctx: dict[str, Any], title: str = "Compare models") -> bool:
+    """Whether models A and B of the sidebar are two different checkpoints; if not, draw why
+    (with the page title) and what to do, and return False.
+
+    - no checkpoint: :func:`offer_default_pair`;
+    - one checkpoint: say that a second one is needed and offer the default pair (or a
+      vanilla on the Models page); a default-pair job that is running is shown inline (it may
+      have produced one model of the two already);
+    - A = B chosen by hand: ask for two different models.
+    """
+    from brainviz.app_support import state
+
+    models = ctx.get("models") or {}
+    a, b = ctx.get("model_a"), ctx.get("model_b")
+    if len(models) >= 2 and a in models and b in models and a != b:
+        return True
+    summ = ctx.get("summary") or {}
+    state.page_title(title, simulated=bool(summ.get("simulated")))
+    if not models:
+        offer_default_pair(ctx)
+        return False
+    if len(models) == 1:
+        only = next(iter(models))
+        st.warning(f"Only one checkpoint has held-out predictions (`{only}`): a comparison needs a second model. "
+                   "Comparing a model with itself would show nothing.")
+        dataset_path = ctx.get("dataset_path")
+        job = pair_job(dataset_path) if dataset_path else None
+        if job is not None and job["state"] == "running":
+            st.info("The default pair is still training: Compare opens with A = fine-tuned and B = vanilla "
+                    "when both are done.")
+
+            def _on_end(j: dict[str, Any]) -> None:
+                if j["state"] == "done" and _pair_ready():
+                    select_pair()
+
+            inline_job_status(job["id"], title=LABEL, on_end=_on_end)
+            return False
+        c = st.columns(2)
+        if c[0].button("Brain-tune the default pair", type="primary", key="first_run_pair",
+                       disabled=not dataset_path, help=LABEL):
+            start_pair(dataset_path)
+            st.rerun()
+        c[1].page_link("pages/models.py", label="Train a vanilla (or any variant) on the Models page",
+                       icon=":material/model_training:", query_params={"tab": "Brain-tune"})
+        return False
+    st.warning(f"Model A and model B are the same (`{a}`): choose two different checkpoints in the sidebar.")
+    return False

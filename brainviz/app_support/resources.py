@@ -265,7 +265,32 @@ def atlas(name: str, dataset_path: str | Path | None):
 @st.cache_resource(show_spinner=False)
 def meshes_ready() -> bool:
     """Load the fsaverage5 meshes once per server (builds the cache file on first use)."""
-    from brainviz.viz import _mesh
+    from brainviz.viz import _mesh, montage
 
     _mesh.prewarm()
+    montage.prewarm()  # the static montage's per-view pixel look-ups (about a second, cached on disk)
     return True
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _checkpoint_headline(path: str, stamp: float, dataset_path: str | None, ds_stamp: float) -> dict[str, Any]:
+    import numpy as np
+
+    from brainviz.app_support import compute
+
+    r = compute.heldout_r_by_run(path, dataset=dataset_path)
+    mask, label = None, None
+    if dataset_path and (Path(dataset_path) / "ground_truth").is_dir():
+        gt = _ground_truth(dataset_path, ds_stamp)
+        if "planted_mask" in gt:
+            mask, label = np.asarray(gt["planted_mask"], dtype=bool), "planted language regions (simulated ground truth)"
+    return compute.headline_metrics(r, mask, label)
+
+
+def checkpoint_headline(path: str | Path, dataset_path: str | Path | None = None) -> dict[str, Any]:
+    """:func:`brainviz.app_support.compute.headline_metrics` of a checkpoint's held-out
+    predictions (cached per card and dataset version; with the planted regions as ROI when
+    the dataset is simulated)."""
+    stamp = (Path(path) / "card.json").stat().st_mtime
+    ds = str(dataset_path) if dataset_path and (Path(dataset_path) / "dataset.json").is_file() else None
+    return _checkpoint_headline(str(path), stamp, ds, _mtime(Path(ds)) if ds else 0.0)

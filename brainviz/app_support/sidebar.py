@@ -37,18 +37,55 @@ def sidebar() -> dict[str, Any]:
         models = resources.comparable_models()
         out["models"] = models
         names = list(models)
-        if names:
-            def_a = next((n for n in names if "tuned" in n and "vanilla" not in n), names[0])
-            def_b = next((n for n in names if n != def_a and "vanilla" in n), next((n for n in names if n != def_a), names[0]))
+        variants = {r["name"]: str(r.get("variant") or "") for r in resources.checkpoints()}
+        if len(names) >= 2:
+            def_a = default_model_a(names, variants)
             state.widget_value("model_a", def_a, options=names)
             out["model_a"] = st.selectbox("Model A", names, key="model_a", help="Checkpoints with held-out predictions")
-            state.widget_value("model_b", def_b, options=names)
-            out["model_b"] = st.selectbox("Model B", names, key="model_b")
+            # B defaults to a model other than the A actually chosen (never A = B by default)
+            state.widget_value("model_b", default_model_b(names, variants, out["model_a"]), options=names)
+            out["model_b"] = st.selectbox("Model B", names, key="model_b",
+                                          help="Another checkpoint; A and B must differ to be compared")
+            if out["model_a"] == out["model_b"]:
+                st.warning("A and B are the same model: choose two different checkpoints to compare.")
+        elif names:
+            for stale in ("model_b", "_keep:model_b"):  # so that B defaults to the next new model, never to A
+                st.session_state.pop(stale, None)
+            state.widget_value("model_a", names[0], options=names)
+            out["model_a"] = st.selectbox("Model A", names, key="model_a", help="Checkpoints with held-out predictions")
+            st.caption(f"**Model B**: only one checkpoint (`{names[0]}`) has held-out predictions; a comparison "
+                       "needs a second one (Compare offers the default pair; Models → Brain-tune trains a vanilla).")
         else:
             st.caption("No checkpoints with held-out predictions yet (Models page: brain-tune one).")
         st.divider()
         st.caption(f"cache: `{_short(resources.paths.cache_dir())}`  \nmodels: `{_short(resources.paths.models_dir())}`")
     return out
+
+
+def distinct_pair(ctx: dict[str, Any]) -> bool:
+    """Whether the sidebar's models A and B are two different checkpoints with predictions."""
+    models = ctx.get("models") or {}
+    a, b = ctx.get("model_a"), ctx.get("model_b")
+    return a in models and b in models and a != b
+
+
+def _variant_rank(name: str, variant: str, prefer: str) -> int:
+    v, n = variant.lower(), name.lower()
+    if prefer == "tuned":
+        return 0 if v == "fine-tuned" else 1 if ("tuned" in v or "tuned" in n) and "vanilla" not in v + n else 2
+    return 0 if v == "vanilla" else 1 if "vanilla" in v + n else 2
+
+
+def default_model_a(names: list[str], variants: dict[str, str]) -> str:
+    """The default model A: a fine-tuned checkpoint when there is one (newest name order kept)."""
+    return min(names, key=lambda n: (_variant_rank(n, variants.get(n, ""), "tuned"), names.index(n)))
+
+
+def default_model_b(names: list[str], variants: dict[str, str], model_a: str | None) -> str:
+    """The default model B: a vanilla checkpoint other than ``model_a`` (any other one when
+    there is no vanilla); ``model_a`` itself only when it is the only model."""
+    others = [n for n in names if n != model_a] or list(names)
+    return min(others, key=lambda n: (_variant_rank(n, variants.get(n, ""), "vanilla"), others.index(n)))
 
 
 def _short(p: Path) -> str:

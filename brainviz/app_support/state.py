@@ -20,6 +20,8 @@ SHARED = {"dataset": "ds", "participants": "p", "model_a": "a", "model_b": "b"}
 LIST_KEYS = {"participants"}
 _QP_REGISTRY = "_qp_registry"  # page keys registered this run: {session key: (qp name, kind)}
 _INIT = "_qp_initialised"
+_WRITTEN = "_qp_written"  # the query string this session last wrote
+_FRESH = "_qp_fresh"  # values a link put in the URL since, not yet applied by widget_value
 BADGE_CSS = (
     "display:inline-block;background:#d9480f;color:white;padding:2px 10px;border-radius:4px;"
     "font-weight:700;font-size:0.85rem;letter-spacing:0.04em"
@@ -45,8 +47,27 @@ def _qp_get(name: str, as_list: bool = False):
 
 
 def init_from_query() -> None:
-    """On a session's first run, copy shared choices from the URL into session state."""
+    """On a session's first run, copy shared choices from the URL into session state.
+
+    On later runs, values that a link inside the app put in the URL (``st.page_link(...,
+    query_params=...)``, e.g. the job link that opens Models → Jobs) and that differ from what
+    the app itself last wrote are applied too: shared choices at once, page choices by
+    :func:`widget_value` when the page draws them.
+    """
     if st.session_state.get(_INIT):
+        written = st.session_state.get(_WRITTEN)
+        if written is None:
+            return
+        now = {k: str(v) for k, v in st.query_params.to_dict().items()}
+        fresh = {k: v for k, v in now.items() if written.get(k) != v}
+        if not fresh:
+            return
+        st.session_state[_FRESH] = {**st.session_state.get(_FRESH, {}), **fresh}
+        for key, name in SHARED.items():
+            if name in fresh:
+                val = _qp_get(name, as_list=key in LIST_KEYS)
+                st.session_state[f"_keep:{key}"] = val
+                st.session_state.pop(key, None)
         return
     for key, name in SHARED.items():
         val = _qp_get(name, as_list=key in LIST_KEYS)
@@ -72,7 +93,7 @@ def write_query() -> None:
         params[name] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
     for key, (name, _kind) in st.session_state.get(_QP_REGISTRY, {}).items():
         v = st.session_state.get(key)
-        if v is None:
+        if v is None or v == "":
             continue
         if isinstance(v, bool):
             params[name] = "1" if v else "0"
@@ -83,6 +104,8 @@ def write_query() -> None:
     current = st.query_params.to_dict()
     if {k: str(v) for k, v in current.items()} != params:
         st.query_params.from_dict(params)
+    st.session_state[_WRITTEN] = dict(params)
+    st.session_state.pop(_FRESH, None)
 
 
 def _coerce(raw: Any, default: Any, options: Sequence[Any] | None):
@@ -130,7 +153,10 @@ def widget_value(key: str, default: Any, *, qp: str | None = None, options: Sequ
     Call it right before drawing the widget, and do not pass ``value=``/``index=`` to it.
     """
     keep = f"_keep:{key}"
-    if key not in st.session_state:
+    fresh = st.session_state.get(_FRESH) or {}
+    if qp is not None and qp in fresh:  # a link inside the app asked for this value
+        st.session_state[key] = _coerce(fresh.pop(qp), default, options)
+    elif key not in st.session_state:
         if keep in st.session_state:
             st.session_state[key] = st.session_state[keep]
         elif qp is not None and qp in st.session_state.get("_qp_initial", {}):
@@ -154,6 +180,34 @@ def widget_value(key: str, default: Any, *, qp: str | None = None, options: Sequ
             st.session_state[key] = default if default in options else (options[0] if options else None)
     if qp is not None:
         st.session_state.setdefault(_QP_REGISTRY, {})[key] = (qp, type(default).__name__)
+
+
+def run_flag(flag: str, qp: str = "run") -> bool:
+    """Register the "this view was computed" flag of a page (``run=1`` in the URL) and return it.
+
+    Call it before the page's compute gate. With :func:`auto_compute` and
+    :func:`mark_computed`, a shared link reopens the computed view without a button press
+    (instantly when the computation is cached on disk)::
+
+        state.run_flag("att_done")
+        if st.button("Compute") or state.auto_compute("att_done", st.session_state.get("attention"), key):
+            ...  # compute, store {"key": key, ...} in st.session_state["attention"]
+            state.mark_computed("att_done")
+    """
+    widget_value(flag, False, qp=qp)
+    return bool(st.session_state.get(flag))
+
+
+def auto_compute(flag: str, stored: dict[str, Any] | None, key: Any) -> bool:
+    """Whether to (re)compute without a button press: the view was computed before (in this
+    session, or by whoever shared the link: ``flag`` is set) and the stored result ``stored``
+    (a dict with ``"key"``) is missing or for other settings than ``key``."""
+    return bool(stored or st.session_state.get(flag)) and (stored or {}).get("key") != key
+
+
+def mark_computed(flag: str) -> None:
+    """Set the flag of :func:`run_flag` (the URL then says ``run=1``)."""
+    st.session_state[flag] = True
 
 
 def keep(*keys: str) -> None:

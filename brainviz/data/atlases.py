@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 
 from brainviz.data.dataset import N_VERTICES_FSAVERAGE5, DatasetError, Space
+from brainviz.surface import N_PER_HEMI  # 10,242 (the geometry lives in brainviz.surface)
 
-N_PER_HEMI = N_VERTICES_FSAVERAGE5 // 2  # 10,242
 HEMI_PREFIX = {"left": "L_", "right": "R_"}
 #: Vertex counts of icosahedral fsaverage meshes that contain fsaverage5 (orders 5-8).
 ICOSAHEDRAL_SIZES = {10 * 4**k + 2: f"ico{k}" for k in range(5, 9)}
@@ -782,11 +782,9 @@ def load_atlas(name_or_path: str | os.PathLike, root: str | os.PathLike | None =
 
 @functools.lru_cache(maxsize=2)
 def _fsaverage5_meshes(hemi: str):
-    from nilearn.datasets import load_fsaverage
-    from nilearn.surface import load_surf_mesh
+    from brainviz.surface import nilearn_mesh
 
-    fs = load_fsaverage("fsaverage5")
-    return load_surf_mesh(fs["pial"].parts[hemi]), load_surf_mesh(fs["white_matter"].parts[hemi])
+    return nilearn_mesh("pial", hemi), nilearn_mesh("white_matter", hemi)
 
 
 class SurfaceProjector:

@@ -12,7 +12,9 @@ Names accepted wherever a model is asked for (CLI, API, app):
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 from brainviz import paths
@@ -53,6 +55,35 @@ def resolve_model(name: str | os.PathLike) -> str:
     )
 
 
+_QUIET_LOCK = threading.Lock()
+_QUIET_DEPTH = [0, None, True]  # active loads, saved verbosity, saved progress-bar setting
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Silence transformers' "Loading weights" progress bars and info/warning logs while a
+    model loads (restored afterwards; safe when several threads load at once). Scoped here,
+    not at import time, so a user's own transformers settings are left alone."""
+    from transformers.utils import logging as hf_logging
+
+    with _QUIET_LOCK:
+        if _QUIET_DEPTH[0] == 0:
+            _QUIET_DEPTH[1] = hf_logging.get_verbosity()
+            _QUIET_DEPTH[2] = hf_logging.is_progress_bar_enabled()
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+        _QUIET_DEPTH[0] += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _QUIET_DEPTH[0] -= 1
+            if _QUIET_DEPTH[0] == 0:
+                hf_logging.set_verbosity(_QUIET_DEPTH[1])
+                if _QUIET_DEPTH[2]:
+                    hf_logging.enable_progress_bar()
+
+
 def load_encoder(name: str | os.PathLike = PRETRAINED, device: str = "cpu", _depth: int = 0):
     """Load ``(model, tokenizer)`` with eager attention so attentions can be returned.
 
@@ -90,8 +121,9 @@ def load_encoder(name: str | os.PathLike = PRETRAINED, device: str = "cpu", _dep
     if not offline:
         _check_weights(folder)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where)
-        model = AutoModel.from_pretrained(where, attn_implementation="eager", use_safetensors=True)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(where)
+            model = AutoModel.from_pretrained(where, attn_implementation="eager", use_safetensors=True)
     except OSError as exc:
         if offline:
             raise ModelNotFoundError(

@@ -11,12 +11,16 @@ DEFAULT_DECIMALS = 4
 
 
 def add_simulated_badge(fig, simulated: bool = True):
-    """Stamp a visible "SIMULATED DATA" badge on a figure (kept in every export)."""
+    """Stamp a visible "SIMULATED DATA" badge on a figure (kept in every export).
+
+    The badge sits in the top-right corner *inside* the plotting area (not in the top margin),
+    so it never hides plotly's toolbar, which appears in the margin above it.
+    """
     if not simulated:
         return fig
     fig.add_annotation(
         text=f"<b>{SIMULATED_TEXT}</b>",
-        xref="paper", yref="paper", x=1.0, y=1.0, xanchor="right", yanchor="bottom", yshift=4,
+        xref="paper", yref="paper", x=1.0, y=1.0, xanchor="right", yanchor="top", xshift=-2, yshift=-2,
         showarrow=False, font=dict(color="white", size=12),
         bgcolor=BADGE_COLOR, bordercolor=BADGE_COLOR, borderpad=3, name="simulated-badge",
     )
@@ -80,6 +84,7 @@ def display_values(
     vmax: float | None = None,
     decimals: int | None = None,
     background=None,
+    center: float = 0.0,
 ):
     """Values to colour, the colour range, the grey band and the shown-vertex mask.
 
@@ -92,7 +97,11 @@ def display_values(
     threshold : float, optional
         Also hide ``|v| < threshold`` (symmetric maps) or ``v < threshold`` (sequential).
     symmetric : bool
-        Diverging map centred on 0 (A - B) rather than a sequential one (accuracy).
+        Diverging map centred on ``center`` (0 for A - B, chance 0.5 for a 20-vs-20 accuracy)
+        rather than a sequential one.
+    center : float
+        Neutral value of a diverging map; ``threshold`` then hides ``|v - center| < threshold``
+        and ``vmax`` is a distance from ``center``.
     decimals : int, optional
         Rounding of the output; by default 4 significant digits of the colour range.
     background : array (n,) in [0, 1], optional
@@ -108,16 +117,18 @@ def display_values(
     shown = finite.copy()
     if mask is not None:
         shown &= np.asarray(mask, dtype=bool)
+    c = float(center) if symmetric else 0.0
     if threshold is not None:
-        shown &= (np.abs(v) >= threshold) if symmetric else (v >= threshold)
+        with np.errstate(invalid="ignore"):
+            shown &= (np.abs(v - c) >= threshold) if symmetric else (v >= threshold)
     ref = v[finite] if finite.any() else np.array([0.0, 1.0])
     if symmetric:
-        m = vmax if vmax is not None else float(np.nanmax(np.abs(ref))) if ref.size else 1.0
+        m = vmax if vmax is not None else float(np.nanmax(np.abs(ref - c))) if ref.size else 1.0
         m = m if m > 0 else 1.0
-        lo, hi = -m, m
+        lo, hi = c - m, c + m
         half = threshold * (1 - 1e-4) if threshold else 0.004 * m
-        band = (-half, half)
-        fill = 0.0
+        band = (c - half, c + half)
+        fill = c
     else:
         lo = vmin if vmin is not None else float(np.nanmin(ref))
         hi = vmax if vmax is not None else float(np.nanmax(ref))
@@ -133,9 +144,9 @@ def display_values(
     out = np.where(shown, np.clip(v, lo, hi), fill)
     if symmetric:
         # a shown vertex inside the grey band would look hidden: push it to the band's edge
-        edge = band[1] + 0.002 * (hi - lo)
-        inside = shown & (np.abs(out) <= band[1])
-        out[inside] = np.where(out[inside] < 0, -edge, edge)
+        edge = (band[1] - c) + 0.002 * (hi - lo)
+        inside = shown & (np.abs(out - c) <= band[1] - c)
+        out[inside] = np.where(out[inside] < c, c - edge, c + edge)
     else:
         edge = band[1] + 0.002 * (hi - lo)
         inside = shown & (out <= band[1])

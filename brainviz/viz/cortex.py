@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainviz.viz import _mesh
+from brainviz import surface
 from brainviz.viz._common import add_simulated_badge, display_values, masked_colorscale
 
-N_PER_HEMI = _mesh.N_PER_HEMI
-HEMIS = _mesh.HEMIS
+N_PER_HEMI = surface.N_PER_HEMI
+HEMIS = surface.HEMIS
 MESHES = ("inflated", "pial")
 VIEWS = ("lateral", "medial", "dorsal", "ventral", "anterior", "posterior")
 HEMI_CHOICES = ("left", "right", "both")
@@ -58,7 +58,7 @@ def boundary_mask(labels) -> np.ndarray:
     out = np.zeros(2 * N_PER_HEMI, dtype=bool)
     for h, hemi in enumerate(HEMIS):
         part = lab[h * N_PER_HEMI : (h + 1) * N_PER_HEMI]
-        e = _mesh.edges(hemi)
+        e = surface.edges(hemi)
         diff = part[e[:, 0]] != part[e[:, 1]]
         hit = np.zeros(N_PER_HEMI, dtype=bool)
         hit[e[diff, 0]] = True
@@ -67,10 +67,24 @@ def boundary_mask(labels) -> np.ndarray:
     return out
 
 
-def _hemi_coords(kind: str, hemi: str, both: bool) -> np.ndarray:
-    coords, _ = _mesh.mesh(kind, hemi)
-    if both and kind == "inflated":
-        coords = coords.copy()
+def _hemi_coords(kind: str, hemi: str, both: bool, view: str = "lateral") -> np.ndarray:
+    """Coordinates of one hemisphere as drawn; with ``both`` hemispheres in a lateral or medial
+    view the right one is turned 180° about the vertical axis and the two are set side by side,
+    so that the camera sees both lateral (or both medial) surfaces at once."""
+    coords, _ = surface.mesh(kind, hemi)
+    if not both:
+        return coords
+    coords = coords.astype(np.float32).copy()
+    if view in ("lateral", "medial"):
+        coords -= coords.mean(axis=0)
+        if hemi == "right":
+            coords[:, 0] *= -1.0
+            coords[:, 1] *= -1.0
+        half = max(float(np.ptp(surface.mesh(kind, h)[0][:, 1])) for h in HEMIS) / 2 + _INFLATED_GAP
+        # the camera looks along +x (lateral) or -x (medial): screen-left is +y or -y
+        screen_left = 1.0 if view == "lateral" else -1.0
+        coords[:, 1] += screen_left * half * (1.0 if hemi == "left" else -1.0)
+    elif kind == "inflated":
         if hemi == "left":
             coords[:, 0] -= coords[:, 0].max() + _INFLATED_GAP / 2
         else:
@@ -90,6 +104,7 @@ def cortical_map(
     outline_color: str = "black",
     colorscale: str = "RdBu_r",
     symmetric: bool = True,
+    center: float = 0.0,
     vmin: float | None = None,
     vmax: float | None = None,
     title: str | None = None,
@@ -114,7 +129,10 @@ def cortical_map(
     outline : int/bool array (20484,), optional
         Region labels (0 = none); their boundary vertices are drawn as dots.
     symmetric : bool
-        Diverging colour scale centred on 0 (a difference) or sequential (an accuracy).
+        Diverging colour scale centred on ``center`` or a sequential one.
+    center : float
+        Neutral value of a diverging scale: 0 for a difference, chance (0.5) for a 20-vs-20
+        accuracy; ``threshold`` then hides ``|v - center| < threshold``.
     simulated : bool
         Stamp the "SIMULATED DATA" badge.
 
@@ -133,18 +151,18 @@ def cortical_map(
     values = np.asarray(values, dtype=np.float64)
     if values.shape != (2 * N_PER_HEMI,):
         raise ValueError(f"values must have shape ({2 * N_PER_HEMI},), got {values.shape}")
-    allowed = _mesh.cortex_mask()
+    allowed = ~surface.medial_wall_mask()
     if mask is not None:
         allowed = allowed & np.asarray(mask, dtype=bool)
     background = None
     if shade:
-        sulc = [_mesh.sulcal_depth(h) for h in HEMIS]
+        sulc = [surface.sulcal_depth(h) for h in HEMIS]
         if all(s is not None for s in sulc):
             s = np.concatenate(sulc)
             background = 1.0 - (s - s.min()) / max(float(s.max() - s.min()), 1e-9)
     intensity, lo, hi, band, shown = display_values(
         values, mask=allowed, threshold=threshold, symmetric=symmetric, vmin=vmin, vmax=vmax,
-        background=background,
+        background=background, center=center,
     )
     cscale = masked_colorscale(colorscale, lo, hi, band, mask_color=("rgb(120,120,120)", "rgb(225,225,225)"))
     hemis = HEMIS if hemi == "both" else (hemi,)
@@ -153,8 +171,8 @@ def cortical_map(
     for h_name in hemis:
         h = HEMIS.index(h_name)
         sl = slice(h * N_PER_HEMI, (h + 1) * N_PER_HEMI)
-        coords = _hemi_coords(mesh, h_name, both)
-        faces = _mesh.mesh(mesh, h_name)[1].astype(np.uint16)
+        coords = _hemi_coords(mesh, h_name, both, view)
+        faces = surface.mesh(mesh, h_name)[1].astype(np.uint16)
         traces.append(
             go.Mesh3d(
                 x=coords[:, 0], y=coords[:, 1], z=coords[:, 2],
@@ -177,9 +195,9 @@ def cortical_map(
             idx = np.flatnonzero(edge[h * N_PER_HEMI : (h + 1) * N_PER_HEMI])
             if idx.size == 0:
                 continue
-            coords = _hemi_coords(mesh, h_name, both)[idx]
+            coords = _hemi_coords(mesh, h_name, both, view)[idx]
             # lift the dots slightly off the surface, away from the hemisphere's centre
-            centre = _hemi_coords(mesh, h_name, both).mean(axis=0)
+            centre = _hemi_coords(mesh, h_name, both, view).mean(axis=0)
             direction = coords - centre
             direction /= np.linalg.norm(direction, axis=1, keepdims=True) + 1e-9
             coords = (coords + 0.8 * direction).astype(np.float32)

@@ -80,12 +80,16 @@ def roi_bars(
     title: str | None = None,
     height: int = 420,
     max_rois: int = 40,
+    yaxis_title: str | None = None,
+    error_label: str = "SE across participants",
 ):
     """Horizontal-free bar chart of a per-ROI table (one bar per ROI, optional error bars).
 
     ``table`` is a DataFrame with a ``label`` column and a ``value`` column (e.g.
     :func:`brainviz.evaluation.roi_summary` output: ``roi, diff, n_sig_up, n_sig_down``).
     Bars are coloured by sign; the ROIs with the largest ``|value|`` are kept (``max_rois``).
+    ``yaxis_title`` defaults to ``Δ 20-vs-20 accuracy (A − B)`` for ``value='diff'``; error bars
+    (``error`` column, e.g. ``se``) are drawn when finite and named by ``error_label`` in the hover.
     """
     import plotly.graph_objects as go
 
@@ -97,9 +101,11 @@ def roi_bars(
     vals = df[value].to_numpy(dtype=float)
     colors = np.where(vals >= 0, "#c92a2a", "#1864ab")
     err = None
-    if error is not None and error in df:
+    if error is not None and error in df and np.isfinite(df[error].to_numpy(dtype=float)).any():
         err = dict(type="data", array=np.round(df[error].to_numpy(dtype=float), 5), visible=True, color="#333")
-    hover = "%{x}<br>" + value + " %{y:.4f}"
+    ytitle = yaxis_title or (f"Δ 20-vs-20 accuracy ({names[0]} − {names[1]})" if value == "diff" else value)
+    hover = "%{x}<br>" + ytitle + " %{y:.4f}"
+    fig_note = f"error bars: {error_label}" if err is not None else None
     custom = None
     if {"n_sig_up", "n_sig_down"} <= set(df.columns):
         custom = np.c_[df["n_sig_up"].to_numpy(), df["n_sig_down"].to_numpy()]
@@ -107,9 +113,13 @@ def roi_bars(
     fig = go.Figure(go.Bar(x=df[label].astype(str).tolist(), y=np.round(vals, 5), marker_color=list(colors),
                            error_y=err, customdata=custom, hovertemplate=hover + "<extra></extra>", name=value))
     fig.add_hline(y=0, line=dict(color="black", width=1))
+    if fig_note:
+        fig.add_annotation(text=fig_note, xref="paper", yref="paper", x=0.0, y=1.0, xanchor="left", yanchor="bottom",
+                           showarrow=False, font=dict(size=11, color="#495057"))
     fig.update_layout(
-        title=dict(text=title or f"Per-ROI mean {value} ({names[0]} − {names[1]})"),
-        yaxis=dict(title=value), xaxis=dict(tickangle=-45), height=height,
+        title=dict(text=title or (f"Per-ROI Δ 20-vs-20 accuracy ({names[0]} − {names[1]})" if value == "diff"
+                                  else f"Per-ROI mean {value} ({names[0]} − {names[1]})")),
+        yaxis=dict(title=dict(text=ytitle)), xaxis=dict(tickangle=-45, title=dict(text="ROI")), height=height,
         margin=dict(l=60, r=20, t=60, b=100), plot_bgcolor="white",
     )
     return add_simulated_badge(fig, simulated)

@@ -179,13 +179,64 @@ def unit_values(frame, column: str, *, n_units: int | None = None) -> np.ndarray
     best = frame[frame["selection"] == "best"] if "selection" in frame else frame
     n = int(n_units if n_units is not None else best["unit_index"].max() + 1)
     out = np.full(n, np.nan)
-    if column == "layer":
-        mode = best.groupby("unit_index")["layer"].agg(lambda s: s.value_counts().sort_index().idxmax())
-        out[mode.index.to_numpy()] = mode.to_numpy()
+    if column == "layer":  # most often selected layer per unit (ties: the lowest), vectorised
+        u = best["unit_index"].to_numpy(dtype=np.int64)
+        lay = best["layer"].to_numpy(dtype=np.int64)
+        if u.size:
+            lo = int(lay.min())
+            counts = np.zeros((n, int(lay.max()) - lo + 1), dtype=np.int64)
+            np.add.at(counts, (u, lay - lo), 1)
+            has = counts.sum(axis=1) > 0
+            out[has] = np.argmax(counts[has], axis=1) + lo
         return out
     mean = best.groupby("unit_index")[column].mean()
     out[mean.index.to_numpy()] = mean.to_numpy(dtype=float)
     return out
+
+
+#: Neutral value and colour bar title (with units) of each map value.
+MAP_SCALES = {
+    "r": (0.0, "held-out Pearson r (chance 0)"),
+    "r_baseline": (0.0, "low-level baseline r (chance 0)"),
+    "r_word_rate": (0.0, "word-rate r (chance 0)"),
+    "unique_lm": (0.0, "unique LM variance ΔR² (none 0)"),
+    "r_norm": (0.0, "LM r / noise ceiling"),
+    "layer": (None, "best layer (hidden state; 0 = embeddings)"),
+}
+
+
+def encoding_map_values(frame, summary: dict[str, Any], column: str = "r") -> tuple[np.ndarray, float, str, str]:
+    """``(values (20484,), centre, colour-bar title, colour map)`` of an fsaverage5 encode result."""
+    if column not in MAP_VALUES:
+        raise ValueError(f"column: expected one of {list(MAP_VALUES)}, got {column!r}")
+    if summary.get("space") != "fsaverage5":
+        raise ValueError("encoding maps on the cortex need an fsaverage5 result")
+    from brainviz.surface import N_VERTICES
+
+    values = unit_values(frame, column, n_units=N_VERTICES)
+    center, cbar = MAP_SCALES[column]
+    if center is None:  # layers: sequential colours over the layer range
+        fin = values[np.isfinite(values)]
+        center = float((fin.min() + fin.max()) / 2) if fin.size else 0.0
+        return values, center, cbar, "viridis"
+    return values, center, cbar, "RdBu_r"
+
+
+def encoding_montage(frame, summary: dict[str, Any], column: str = "r", *, threshold: float | None = None,
+                     vmax: float | None = None, hemi: str = "both", scale: float = 1.0) -> bytes | None:
+    """PNG bytes of the four-view static montage of an fsaverage5 encode result (None otherwise)."""
+    if summary.get("space") != "fsaverage5":
+        return None
+    from brainviz.viz.montage import montage_png
+
+    values, center, cbar, cmap = encoding_map_values(frame, summary, column)
+    if column == "layer" and vmax is None:
+        fin = values[np.isfinite(values)]
+        vmax = max(float(fin.max() - center), 0.5) if fin.size else 1.0
+    title = f"{MAP_VALUES[column]} ({summary.get('model')}, {summary.get('n_participants')} participants, "\
+            f"{summary.get('cv')})"
+    return montage_png(values, threshold=threshold, vmax=vmax, center=center, cmap=cmap, hemi=hemi, title=title,
+                       colorbar_title=cbar, simulated=bool(summary.get("simulated")), scale=scale)
 
 
 def encoding_map(frame, summary: dict[str, Any], column: str = "r", *, hemi: str = "left", view: str = "lateral",
@@ -199,14 +250,13 @@ def encoding_map(frame, summary: dict[str, Any], column: str = "r", *, hemi: str
     sim = bool(summary.get("simulated"))
     label = MAP_VALUES[column]
     if summary.get("space") == "fsaverage5":
-        from brainviz.data.dataset import N_VERTICES_FSAVERAGE5
         from brainviz.viz.cortex import cortical_map
 
-        values = unit_values(frame, column, n_units=N_VERTICES_FSAVERAGE5)
+        values, center, cbar, _ = encoding_map_values(frame, summary, column)
         layered = column == "layer"
-        return cortical_map(values, threshold=threshold, hemi=hemi, view=view, symmetric=not layered and column != "r_norm",
-                            colorscale="Viridis" if layered else "RdBu_r", title=label, colorbar_title=label,
-                            simulated=sim, height=height)
+        return cortical_map(values, threshold=threshold, hemi=hemi, view=view, symmetric=not layered,
+                            center=center, colorscale="Viridis" if layered else "RdBu_r", title=label,
+                            colorbar_title=cbar, simulated=sim, height=height)
     values = unit_values(frame, column)
     names = frame.drop_duplicates("unit_index").sort_values("unit_index")["unit"].astype(str).tolist()
     fig = go.Figure(go.Bar(x=names, y=np.round(values, 4), marker_color="#1c7ed6"))

@@ -7,6 +7,18 @@ import numpy as np
 from brainviz.viz._common import add_simulated_badge
 
 
+def _break_lines(x, y, runs) -> tuple[np.ndarray, np.ndarray]:
+    """Insert NaN between rows of different runs or non-consecutive TRs, so plotly draws no line
+    across the gap between two runs (or across trimmed TRs)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    runs = np.asarray(runs).astype(str)
+    if x.size < 2:
+        return x, y
+    cut = np.flatnonzero((runs[1:] != runs[:-1]) | (np.diff(x) > 1)) + 1
+    return np.insert(x, cut, np.nan), np.insert(y, cut, np.nan)
+
+
 def vertex_timecourse(
     raw,
     run_labels,
@@ -27,7 +39,7 @@ def vertex_timecourse(
     ----------
     raw : array (n_trs,)
     run_labels : array (n_trs,)
-        Run of every TR (boundaries are drawn as dotted lines).
+        Run of every TR (boundaries are drawn as dotted lines; no line crosses them).
     kept : bool array (n_trs,), optional
         TRs that became examples (others are shaded grey markers).
     preprocessed, preprocessed_rows : arrays, optional
@@ -39,11 +51,14 @@ def vertex_timecourse(
     n = raw.size
     x = np.arange(n)
     runs = np.asarray(run_labels).astype(str)
-    traces = [go.Scatter(x=x, y=np.round(raw, 4), mode="lines", name="raw", line=dict(color="#868e96", width=1),
-                         hovertemplate="TR %{x}<br>raw %{y:.3f}<extra></extra>")]
+    xr, yr = _break_lines(x, raw, runs)
+    traces = [go.Scatter(x=xr, y=np.round(yr, 4), mode="lines", name="raw", line=dict(color="#868e96", width=1),
+                         connectgaps=False, hovertemplate="TR %{x}<br>raw %{y:.3f}<extra></extra>")]
     if preprocessed is not None:
         rows = np.asarray(preprocessed_rows if preprocessed_rows is not None else np.arange(len(preprocessed)))
-        traces.append(go.Scatter(x=rows, y=np.round(np.asarray(preprocessed, dtype=np.float64), 4), mode="lines",
+        rows_runs = runs[np.clip(rows, 0, n - 1)] if n else np.asarray([], dtype=str)
+        xp, yp = _break_lines(rows, np.asarray(preprocessed, dtype=np.float64), rows_runs)
+        traces.append(go.Scatter(x=xp, y=np.round(yp, 4), mode="lines", connectgaps=False,
                                  name="preprocessed (example targets)", yaxis="y2",
                                  line=dict(color="#c92a2a", width=1.4),
                                  hovertemplate="TR %{x}<br>z %{y:.3f}<extra></extra>"))
