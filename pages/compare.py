@@ -33,9 +33,13 @@ try:
 except Exception as exc:
     st.error(f"Cannot read held-out predictions: {exc}")
     state.stop()
-pids = [p for p in ctx["participants"] if p in both] or both
+chosen = [p for p in ctx["participants"] if p in both]
+pids = chosen or both
+if not chosen:
+    st.warning(f"None of the participants chosen in the sidebar ({', '.join(ctx['participants']) or 'none'}) has "
+               f"held-out predictions from both models; showing every participant both models predict instead.")
 st.markdown(f"**A** = `{model_a}` · **B** = `{model_b}` · participants: {', '.join(pids)}"
-            + ("" if set(ctx["participants"]) <= set(both) else
+            + ("" if set(ctx["participants"]) <= set(both) or not chosen else
                f"  \n_(only participants predicted by both models are used; both have {', '.join(both)})_"))
 
 with st.expander("Comparison settings", expanded=False):
@@ -81,37 +85,6 @@ def _server_results() -> dict:
     return {}
 
 
-def _stamp(path: str) -> tuple:
-    """(path, card mtime, (file, size, mtime) of every prediction file): changes when a model is rewritten."""
-    from pathlib import Path
-
-    root = Path(path)
-    card = root / "card.json"
-    files = sorted(root.rglob("*.npz")) if root.is_dir() else []
-    return (str(path), card.stat().st_mtime if card.is_file() else 0.0,
-            tuple((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime) for f in files))
-
-
-def _merged_cache(skey: tuple, config):
-    """``(key, result or None)``: the merged comparison (all tests run) on disk, so that a shared
-    link opened after a server restart does not rerun the permutation tests."""
-    from brainviz._io import content_hash
-    from brainviz.cache import Cache
-    from brainviz.evaluation.compare import ComparisonResult
-
-    key = content_hash("compare-page-merged", repr(skey))
-    cache = Cache()
-    if cache.has("compare-merged", key, ".npz"):
-        try:
-            with np.load(cache.path("compare-merged", key, ".npz"), allow_pickle=False) as npz:
-                result = ComparisonResult.from_arrays({k: npz[k] for k in npz.files}, config)
-            result.meta["from_cache"] = True
-            return key, result
-        except (OSError, ValueError, KeyError):
-            pass
-    return key, None
-
-
 config = CompareConfig(k=int(k), n_samples=int(n_samples), seed=int(seed), level=level, test=test, fdr=fdr,
                        alpha=float(test_alpha), n_permutations=int(n_perm), block_seconds=float(block_s))
 run_key = (path_a, path_b, tuple(pids), config.key())
@@ -122,9 +95,9 @@ auto = st.session_state.get("cmp_done") == 1 and not have and not st.session_sta
 if clicked or auto:
     st.session_state["_cmp_auto_tried"] = True
     shared = _server_results()
-    skey = (run_key, _stamp(path_a), _stamp(path_b))
+    skey = (run_key, compute.model_stamp(path_a), compute.model_stamp(path_b))
     if skey not in shared:
-        mkey, stored = _merged_cache(skey, config)
+        stored = compute.cached_comparison(path_a, path_b, pids, config)
         if stored is not None:
             shared[skey] = (stored, compute.comparison_maps(stored, (model_a, model_b)))
     if skey in shared:  # computed earlier (this server or on disk): no need to rerun the tests
@@ -147,12 +120,6 @@ if clicked or auto:
             while len(shared) >= 8:
                 shared.pop(next(iter(shared)))
             shared[skey] = (result, maps)
-            try:
-                from brainviz.cache import Cache
-
-                Cache().arrays("compare-merged", mkey, result.to_arrays)
-            except OSError:  # read-only cache: the server's memory copy still serves new sessions
-                pass
             status.update(label="Comparison ready" + (" (from cache)" if result.meta.get("from_cache") else ""),
                           state="complete", expanded=False)
     st.session_state["cmp_done"] = 1
@@ -284,7 +251,7 @@ def linked_view(vertices, label: str, *, key: str):
         pid = st.selectbox("Participant for the time course", maps.participants, key=f"{key}_pid")
     try:
         with st.spinner(f"Reading held-out predictions of {pid}…"):
-            pair = _heldout_pair(path_a, path_b, pid, ctx.get("dataset_path"), (_stamp(path_a), _stamp(path_b)))
+            pair = _heldout_pair(path_a, path_b, pid, ctx.get("dataset_path"), (compute.model_stamp(path_a), compute.model_stamp(path_b)))
     except Exception as exc:  # noqa: BLE001 - e.g. targets unavailable: say so, keep the page
         st.warning(f"Cannot read the held-out time courses: {exc}")
         return

@@ -20,6 +20,49 @@ import numpy as np
 Progress = Callable[[float, str], None]
 
 
+def model_stamp(path: str) -> tuple:
+    """(path, card mtime, (file, size, mtime) of every prediction file): changes when a model is rewritten."""
+    from pathlib import Path
+
+    root = Path(path)
+    card = root / "card.json"
+    files = sorted(root.rglob("*.npz")) if root.is_dir() else []
+    return (str(path), card.stat().st_mtime if card.is_file() else 0.0,
+            tuple((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime) for f in files))
+
+
+def _merged_key(model_a: str, model_b: str, participants: Sequence[str], config, dataset: str | None) -> str:
+    from brainviz._io import content_hash
+
+    return content_hash("compare-merged", repr((model_stamp(model_a), model_stamp(model_b), tuple(participants),
+                                                config.key(), dataset)))
+
+
+def cached_comparison(model_a: str, model_b: str, participants: Sequence[str], config, *,
+                      dataset: str | None = None):
+    """The merged comparison (every test already run) stored by :func:`compare_with_progress`
+    for exactly these models (same files), participants and settings; None when there is none.
+
+    A shared link opened after a server restart then shows its maps without rerunning the
+    permutation tests."""
+    import numpy as np
+
+    from brainviz.cache import Cache
+    from brainviz.evaluation.compare import ComparisonResult
+
+    key = _merged_key(model_a, model_b, participants, config, dataset)
+    cache = Cache()
+    if not cache.has("compare-merged", key, ".npz"):
+        return None
+    try:
+        with np.load(cache.path("compare-merged", key, ".npz"), allow_pickle=False) as npz:
+            result = ComparisonResult.from_arrays({k: npz[k] for k in npz.files}, config)
+    except (OSError, ValueError, KeyError):  # unreadable entry: compute again
+        return None
+    result.meta["from_cache"] = True
+    return result
+
+
 def compare_with_progress(
     model_a: str,
     model_b: str,
@@ -30,7 +73,9 @@ def compare_with_progress(
     progress: Progress | None = None,
     names: tuple[str, str] | None = None,
 ):
-    """:class:`~brainviz.evaluation.compare.ComparisonResult` of A vs B over ``participants``."""
+    """:class:`~brainviz.evaluation.compare.ComparisonResult` of A vs B over ``participants``.
+
+    The merged result is also stored on disk (see :func:`cached_comparison`)."""
     from brainviz.evaluation import compare_models
 
     if not participants:
@@ -59,6 +104,12 @@ def compare_with_progress(
         {k: v for r in parts for k, v in r.acc_a.items()}, {k: v for r in parts for k, v in r.acc_b.items()},
         {k: v for r in parts for k, v in r.runs.items()}, config, meta,
         {k: v for r in parts for k, v in r.blocks.items()})
+    try:
+        from brainviz.cache import Cache
+
+        Cache().arrays("compare-merged", _merged_key(model_a, model_b, participants, config, dataset), merged.to_arrays)
+    except OSError:  # a read-only cache: the caller still has the result
+        pass
     return merged
 
 
