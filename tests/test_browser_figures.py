@@ -11,13 +11,13 @@ linked time-course view. Screenshots go to ``test-artifacts/screenshots/figures/
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 from brainviz.app_support import browser as B
+from _app_fixtures import demo_app_folders, require_chromium  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -29,25 +29,13 @@ IMAGE = '[data-testid="stImage"] img, [data-testid="stFullScreenFrame"] img'
 
 @pytest.fixture(scope="module")
 def chromium():
-    pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
-    if not B.install_browser(log=lambda m: print(m, flush=True)):
-        pytest.skip("no Chromium/chromedriver on PATH and they cannot be installed here "
-                    "(needs root and apt-get: apt-get install chromium chromium-driver)")
-    return B.find_browser()
+    return require_chromium()
 
 
 @pytest.fixture(scope="module")
 def app_url(chromium, small_sim, tmp_path_factory):
-    from brainviz.app_support.demo import make_demo_checkpoints
-
     root = tmp_path_factory.mktemp("browser-figures")
-    cache, models = root / "data_cache", root / "models"
-    target = cache / "datasets" / "simulated-small"
-    target.mkdir(parents=True)
-    for exp, path in small_sim.items():
-        shutil.copytree(path, target / exp)
-    make_demo_checkpoints(target / "reading", models, participants=["sub-01", "sub-02"], seeds=(0, 1))
-    env = {"BRAINVIZ_CACHE": str(cache), "BRAINVIZ_MODELS": str(models)}
+    env = demo_app_folders(small_sim, root, participants=["sub-01", "sub-02"])
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:  # the mesh and montage caches, as a first launch leaves them

@@ -10,7 +10,6 @@ Runs against the small simulated preset and two demo prediction checkpoints (two
 from __future__ import annotations
 
 import io
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -22,20 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+from _app_fixtures import demo_app_folders  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def app_env(small_sim, tmp_path_factory):
-    from brainviz.app_support.demo import make_demo_checkpoints
-
     root = tmp_path_factory.mktemp("cmpfig")
-    cache, models = root / "data_cache", root / "models"
-    target = cache / "datasets" / "simulated-small"
-    target.mkdir(parents=True)
-    for exp, path in small_sim.items():
-        shutil.copytree(path, target / exp)
-    make_demo_checkpoints(target / "reading", models, participants=["sub-01", "sub-02"], seeds=(0, 1))
-    return {"BRAINVIZ_CACHE": str(cache), "BRAINVIZ_MODELS": str(models)}
+    return demo_app_folders(small_sim, root, participants=["sub-01", "sub-02"])
 
 
 @pytest.fixture(scope="module")
