@@ -70,6 +70,24 @@ with tabs[1]:
         })
         cc[2].metric("examples in run", len(idx))
         st.dataframe(table, hide_index=True, width="stretch", height=420)
+        track = ds.audio.get(str(run)) if ds.audio else None
+        if track is not None and len(idx):  # listening data with sound: hear what an example heard
+            from brainviz.data.audio import SAMPLE_RATE
+            from brainviz.data.preprocess import PreprocessConfig
+
+            window = float(PreprocessConfig().window)  # the examples above use the default preprocessing
+            state.widget_value("data_ex", int(idx[0]), qp="dx", options=[int(i) for i in idx])
+            ac = st.columns([1, 3])
+            example = ac[0].selectbox("Play the audio of example", [int(i) for i in idx], key="data_ex",
+                                      help="the sound of the example's window [t − window, t)")
+            t_end = float(ex.times[example])
+            samples = track.window(t_end - window, t_end)
+            with ac[1]:
+                st.audio(samples, sample_rate=SAMPLE_RATE)
+                st.caption(f"run {run}, {t_end - window:.1f}–{t_end:.1f} s of the run clock; "
+                           f"source: {track.source or 'dataset audio'}"
+                           + (f"; {track.note}" if track.note else "")
+                           + (" — **simulated** (synthesized speech)" if sim else ""))
         with st.expander("Word timings of this run"):
             st.dataframe(ds.stimulus[ds.stimulus["run"].astype(str) == str(run)], hide_index=True, width="stretch")
 

@@ -247,3 +247,38 @@ def test_speech_page_plays_audio_and_computes(listening_small, tmp_path, monkeyp
     table = at.dataframe[-1].value
     assert set(table["units"]) == {"planted", "null"} and set(table["model"]) == {"A"}
     assert np.isfinite(table[["raw", "low-level removed", "low-level alone"]].to_numpy()).all()
+
+
+def test_data_page_plays_the_audio_of_an_example(listening_small, tmp_path, monkeypatch):  # noqa: F811
+    """Data → Stimulus ↔ TRs on a listening dataset with sound: one audio player for the chosen
+    example's window, labelled simulated; the example choice goes into the URL."""
+    pytest.importorskip("streamlit.testing.v1")
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("BV_TEST_DATASET", str(listening_small))
+    monkeypatch.setenv("BV_TEST_PAGE", str(Path(__file__).resolve().parents[1] / "pages" / "data.py"))
+
+    def script():
+        import os
+        import runpy
+
+        import streamlit as st
+
+        from brainviz.app_support import resources
+
+        path = os.environ["BV_TEST_DATASET"]
+        st.session_state["_in_router"] = True
+        st.session_state["_ctx"] = {"summary": resources.summary(path), "dataset_path": path,
+                                    "participants": ["sub-01"]}
+        st.session_state.setdefault("data_tab", "Stimulus ↔ TRs")
+        runpy.run_path(os.environ["BV_TEST_PAGE"])
+
+    at = AppTest.from_function(script, default_timeout=300).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("audio")) == 1
+    options = at.selectbox(key="data_ex").options
+    assert len(options) > 1
+    at.selectbox(key="data_ex").set_value(options[1]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("audio")) == 1
+    assert any("simulated" in c.value for c in at.caption)

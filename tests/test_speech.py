@@ -240,3 +240,27 @@ def test_group_statistics_across_participants():
     assert stats.loc["low", "p_lowlevel_share"] < 1e-3 and stats.loc["low", "p_r_residual"] > 0.05
     assert stats.loc["sem", "p_r_residual"] < 1e-3 and stats.loc["sem", "p_r_lowlevel"] > 0.05
     assert stats.loc["sem", "r_raw"] == pytest.approx(0.2, abs=0.01)
+
+
+def test_word_class_probe_leave_one_story_out(listening_small, tiny_models):  # noqa: F811
+    """The downstream probe runs per layer and story with a duration baseline and a permutation
+    p-value; spoken duration alone separates content from function words above chance (content
+    words are longer in the simulated speech), and every p respects its floor."""
+    from brainviz.data import load_dataset
+    from brainviz.data.dataset import DatasetError
+    from brainviz.evaluation.probe import word_class_probe
+
+    ds = load_dataset(listening_small)
+    res = word_class_probe(str(tiny_models["wav2vec2"]), ds, n_permutations=199, window=0.4)
+    t = res.table
+    stories = res.meta["stories"]
+    assert len(stories) == 2 and set(t["test_story"]) == set(stories)
+    assert set(t["layer"]) == {0, 1, 2, "duration"}  # stem + 2 layers of the tiny model, and the baseline
+    assert t["accuracy"].between(0, 1).all() and t["p"].between(1 / 200, 1).all()
+    dur = t[t["layer"] == "duration"]
+    assert (dur["accuracy"] > dur["chance"]).all()
+    assert res.meta["n_words"] == int(dur["n_test"].sum())
+    assert len(res.by_layer()) == 3
+    one_story = type(ds)(ds.meta, ds.stimulus.assign(story="one"), ds.fmri, ds.meg, path=ds.path, audio=ds.audio)
+    with pytest.raises(DatasetError, match="2 stories"):
+        word_class_probe(str(tiny_models["wav2vec2"]), one_story, n_permutations=0)
