@@ -126,15 +126,7 @@ def build_corpus(
         meg_seq = np.unique([seq_of(w, r) for w, r in zip(ex0.windows, ex0.runs)])
 
     n_seq = len(rows)
-    fmri = {}
-    for pid, (ex, seq) in examples.items():
-        data = ex.data if units is None else np.ascontiguousarray(ex.data[:, units])
-        row_of_seq = np.full(n_seq, -1, dtype=np.int64)
-        row_of_seq[seq] = np.arange(len(seq))
-        train = data
-        if shuffle_seed is not None:
-            train = shuffle_within_runs(data, ex.runs, shuffle_seed + _stable_int(pid))
-        fmri[pid] = FMRITargets(pid, seq, train, data, ex.tr_index, ex.runs, row_of_seq)
+    fmri = fmri_targets(examples, n_seq, units, shuffle_seed)
 
     meg = {}
     word_features = None
@@ -164,6 +156,23 @@ def build_corpus(
         fp_row.append(np.asarray(wrow, dtype=np.int64))
     offset = np.concatenate([[0], np.cumsum([len(p) for p in fp_pos])]).astype(np.int64)
     return Corpus(rows, np.asarray(runs), tokens, fp_pos, fp_row, offset, fmri, meg, word_features, meg_seq, units)
+
+
+def fmri_targets(examples: dict, n_seq: int, units: np.ndarray | None = None,
+                 shuffle_seed: int | None = None) -> dict[str, FMRITargets]:
+    """:class:`FMRITargets` of every participant from ``{pid: (FMRIExamples, seq)}`` (``seq``:
+    the sequence of each example among ``n_seq``), restricted to ``units``; training targets
+    shuffled in time within run when ``shuffle_seed`` is set (null control)."""
+    fmri = {}
+    for pid, (ex, seq) in examples.items():
+        data = ex.data if units is None else np.ascontiguousarray(ex.data[:, units])
+        row_of_seq = np.full(n_seq, -1, dtype=np.int64)
+        row_of_seq[seq] = np.arange(len(seq))
+        train = data
+        if shuffle_seed is not None:
+            train = shuffle_within_runs(data, ex.runs, shuffle_seed + _stable_int(pid))
+        fmri[pid] = FMRITargets(pid, seq, train, data, ex.tr_index, ex.runs, row_of_seq)
+    return fmri
 
 
 def _stable_int(text: str) -> int:

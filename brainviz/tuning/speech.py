@@ -75,7 +75,7 @@ def build_audio_corpus(dataset, fmri_participants: list[str], preprocess, n_chun
     """
     from brainviz.data.preprocess import fmri_examples
     from brainviz.models.speech import AudioWindows, dataset_signals
-    from brainviz.tuning.data import Corpus, FMRITargets, _stable_int, shuffle_within_runs
+    from brainviz.tuning.data import Corpus, fmri_targets
 
     key_to_seq: dict[tuple[str, int], int] = {}
     rows, seq_runs, ends = [], [], []
@@ -96,13 +96,7 @@ def build_audio_corpus(dataset, fmri_participants: list[str], preprocess, n_chun
     signals = dataset_signals(dataset, sorted(set(seq_runs)))
     windows = AudioWindows(signals, seq_runs, ends, n_chunks, tr)
     n_seq = len(rows)
-    fmri = {}
-    for pid, (ex, seq) in examples.items():
-        data = ex.data if units is None else np.ascontiguousarray(ex.data[:, units])
-        row_of_seq = np.full(n_seq, -1, dtype=np.int64)
-        row_of_seq[seq] = np.arange(len(seq))
-        train = data if shuffle_seed is None else shuffle_within_runs(data, ex.runs, shuffle_seed + _stable_int(pid))
-        fmri[pid] = FMRITargets(pid, seq, train, data, ex.tr_index, ex.runs, row_of_seq)
+    fmri = fmri_targets(examples, n_seq, units, shuffle_seed)
     empty = [np.zeros(0, dtype=np.int64) for _ in range(n_seq)]
     return Corpus(rows, np.asarray(seq_runs), windows, empty, list(empty), np.zeros(n_seq + 1, dtype=np.int64), fmri, {},
                   None, np.zeros(0, dtype=np.int64), units)
