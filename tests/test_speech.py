@@ -264,3 +264,27 @@ def test_word_class_probe_leave_one_story_out(listening_small, tiny_models):  # 
     one_story = type(ds)(ds.meta, ds.stimulus.assign(story="one"), ds.fmri, ds.meg, path=ds.path, audio=ds.audio)
     with pytest.raises(DatasetError, match="2 stories"):
         word_class_probe(str(tiny_models["wav2vec2"]), one_story, n_permutations=0)
+
+
+def test_attention_page_lists_text_encoders_only(listening_small, tiny_models, tmp_path, monkeypatch):  # noqa: F811
+    """A speech checkpoint in the store is not offered on the Attention page ([CLS] attention is a
+    text encoder's); before, choosing it failed with a confusing model-loading error."""
+    pytest.importorskip("streamlit.testing.v1")
+    from streamlit.testing.v1 import AppTest
+
+    models = tmp_path / "models"
+    assert _train(["--variant", "vanilla", "--epochs", "1"], listening_small, tiny_models["wav2vec2"],
+                  models / "speech-vanilla") == 0
+    monkeypatch.setenv("BRAINVIZ_MODELS", str(models))
+    monkeypatch.setenv("BRAINVIZ_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BRAINVIZ_DATASETS", str(listening_small.parent))
+    from pathlib import Path
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=300).run()
+    at.switch_page("pages/models.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("speech-vanilla" in str(df.value.to_dict()) for df in at.dataframe)  # listed as a checkpoint
+    at.switch_page("pages/attention.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="att_base").options == ["pretrained"]  # the only text encoder here
+    assert "att_tuned" not in [sb.key for sb in at.selectbox]  # no tuned text model: nothing to compare

@@ -199,10 +199,22 @@ def encoder_models() -> dict[str, str]:
     for row in checkpoints():
         if row.get("error") or row.get("variant") == "(partial)" or row["name"] == "pretrained":
             continue
+        if _speech_checkpoint(row["path"]):  # no [CLS] attention in a speech encoder (train --modality audio)
+            continue
         out[row["name"]] = row["path"]
     for label, src in st.session_state.get("extra_models", {}).items():
         out.setdefault(label, src)
     return out
+
+
+def _speech_checkpoint(path: str) -> bool:
+    """True for a speech brain-tuning checkpoint (its card's ``train_config.modality`` is audio)."""
+    from brainviz.models.store import read_card
+
+    try:  # the rule of brainviz.models.speech.is_speech_checkpoint, without importing torch here
+        return (read_card(Path(path)).get("train_config") or {}).get("modality") == "audio"
+    except Exception:  # an unreadable card is reported by the checkpoint listing, not here
+        return False
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
