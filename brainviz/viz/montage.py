@@ -222,6 +222,24 @@ def _colorbar_pixels(lo: float, hi: float, center: float, threshold: float | Non
     return np.repeat((col[None] * 255 + 0.5).astype(np.uint8), height, axis=0)
 
 
+def _prepare(values, mask, threshold, vmax, center, cmap, mesh, hemi, views, outline, scale):
+    """What both renderers draw: ``(hemis, panels {(hemi, view): RGB image}, shown, lo, hi)``."""
+    hemis = hemis_of(hemi)
+    _validate(mesh, hemis, views)
+    rgb, shown, lo, hi = vertex_colors(values, center=center, vmax=vmax, threshold=threshold, mask=mask, cmap=cmap)
+    panels = _panel_images(rgb, mesh=mesh, hemis=hemis, views=views, px_per_mm=PX_PER_MM * float(scale),
+                           outline=outline)
+    return hemis, panels, shown, lo, hi
+
+
+def _colorbar_ticks(lo: float, hi: float, center: float, threshold: float | None) -> list[float]:
+    """Colour-bar ticks: both ends, the centre and, when it hides values, the threshold on both sides."""
+    ticks = {lo, center, hi}
+    if threshold and center - threshold > lo:
+        ticks |= {center - threshold, center + threshold}
+    return sorted(ticks)
+
+
 def montage_png(
     values,
     *,
@@ -265,11 +283,8 @@ def montage_png(
     """
     from PIL import Image, ImageDraw
 
-    hemis = hemis_of(hemi)
-    _validate(mesh, hemis, views)
-    rgb, shown, lo, hi = vertex_colors(values, center=center, vmax=vmax, threshold=threshold, mask=mask, cmap=cmap)
-    px = PX_PER_MM * float(scale)
-    panels = _panel_images(rgb, mesh=mesh, hemis=hemis, views=views, px_per_mm=px, outline=outline)
+    hemis, panels, shown, lo, hi = _prepare(values, mask, threshold, vmax, center, cmap, mesh, hemi, views, outline,
+                                            scale)
     pw = max(p.shape[1] for p in panels.values())
     ph = {v: max(panels[(h, v)].shape[0] for h in hemis) for v in views}
     s = float(scale)
@@ -313,10 +328,7 @@ def montage_png(
     cb_x = (width - cb_w) // 2
     img.paste(Image.fromarray(_colorbar_pixels(lo, hi, center, threshold, cmap, cb_w, cb_h)), (cb_x, cb_top))
     draw.rectangle((cb_x - 1, cb_top - 1, cb_x + cb_w, cb_top + cb_h), outline=_TEXT)
-    ticks = [lo, center, hi]
-    if threshold and center - threshold > lo:
-        ticks += [center - threshold, center + threshold]
-    for t in ticks:
+    for t in _colorbar_ticks(lo, hi, center, threshold):
         tx = cb_x + (t - lo) / (hi - lo) * (cb_w - 1)
         draw.line((tx, cb_top + cb_h, tx, cb_top + cb_h + int(4 * s)), fill=_TEXT)
         draw.text((tx, cb_top + cb_h + int(5 * s)), _fmt(t), fill=_TEXT, font=f_small, anchor="ma")
@@ -376,11 +388,8 @@ def montage_figure(
     from matplotlib.colors import ListedColormap, Normalize
     from matplotlib.figure import Figure
 
-    hemis = hemis_of(hemi)
-    _validate(mesh, hemis, views)
-    rgb, shown, lo, hi = vertex_colors(values, center=center, vmax=vmax, threshold=threshold, mask=mask, cmap=cmap)
-    px = PX_PER_MM * float(scale)
-    panels = _panel_images(rgb, mesh=mesh, hemis=hemis, views=views, px_per_mm=px, outline=outline)
+    hemis, panels, shown, lo, hi = _prepare(values, mask, threshold, vmax, center, cmap, mesh, hemi, views, outline,
+                                            scale)
     pw = max(p.shape[1] for p in panels.values())
     ph = max(p.shape[0] for p in panels.values())
     ncol, nrow = len(hemis), len(views)
@@ -413,8 +422,7 @@ def montage_figure(
         lut[np.abs(vals - center) < threshold] = 0.75
     cax = fig.add_axes((0.25, 0.5 / fig_h, 0.5, 0.14 / fig_h))
     cb = ColorbarBase(cax, cmap=ListedColormap(lut), norm=Normalize(lo, hi), orientation="horizontal")
-    ticks = sorted({lo, center, hi} | ({center - threshold, center + threshold} if threshold and center - threshold > lo
-                                          else set()))
+    ticks = _colorbar_ticks(lo, hi, center, threshold)
     cb.set_ticks(ticks)
     cb.set_ticklabels([_fmt(t) for t in ticks])
     cb.ax.tick_params(labelsize=8)
