@@ -12,7 +12,7 @@ Usage: python bench/tuning_bounds.py NAME [key=value ...]
   pooling (mean|cls), mask (all|reliable|planted), top (fraction for reliable), fold (run-1),
   shuffle (0|1: shuffled-target control), pcs (train on the top k principal components of the
   target), clean (1: train on the noise-free planted signal - a learnability check), oracle (1:
-  also print the ridge gains of the true drivers), wd, l2sp, seed, bs, head_lr, frozen_emb, layer
+  also print the ridge gains of the true drivers), wd, l2sp, seed, bs, head_lr, frozen_emb, layer, train_layers (0: all; K: the top K layers)
 """
 import json
 import sys
@@ -35,7 +35,7 @@ name = sys.argv[1]
 args = dict(a.split("=") for a in sys.argv[2:])
 A = dict(lr=2e-4, epochs=3, head_epochs=10, pooling="mean", mask="reliable", top=0.05, readout="ridge",
          fold="run-1", shuffle=0, wd=0.01, l2sp=0.0, seed=0, data="", bs=32, head_lr=1e-3,
-         frozen_emb=1, layer=-1, pcs=0, clean=0, oracle=0)
+         frozen_emb=1, layer=-1, pcs=0, clean=0, oracle=0, train_layers=0, fixed_head=0)
 for k, v in args.items():
     A[k] = type(A[k])(v)
 t0 = time.time()
@@ -201,12 +201,21 @@ for ep in range(A["head_epochs"]):
         opt.step()
 vanilla_head_pred = None
 theta0 = {k: v.detach().clone() for k, v in model.named_parameters()}
-params = [p for n, p in model.named_parameters() if not (A["frozen_emb"] and "embeddings" in n)]
-if A["frozen_emb"]:
-    for n, p in model.named_parameters():
-        if "embeddings" in n:
-            p.requires_grad_(False)
-opt = torch.optim.AdamW([{"params": params, "lr": A["lr"]}, {"params": head.parameters(), "lr": A["head_lr"]}],
+def _trainable(n):
+    if A["frozen_emb"] and "embeddings" in n:
+        return False
+    if A["train_layers"]:  # only the top K transformer layers
+        n_layers = model.config.num_hidden_layers
+        return any(f"layer.{i}." in n for i in range(n_layers - A["train_layers"], n_layers))
+    return True
+
+
+for n, p in model.named_parameters():
+    p.requires_grad_(_trainable(n))
+params = [p for n, p in model.named_parameters() if p.requires_grad]
+if A["fixed_head"]:  # the head stays as the warm-up left it: only the encoder learns
+    head.requires_grad_(False)
+opt = torch.optim.AdamW([{"params": params, "lr": A["lr"]}] + ([] if A["fixed_head"] else [{"params": head.parameters(), "lr": A["head_lr"]}]),
                         weight_decay=A["wd"])
 steps = A["epochs"] * max(1, len(train_seq) // A["bs"])
 warm = max(1, int(0.1 * steps))

@@ -231,7 +231,7 @@ def test_shared_head_mean_target_shortcut_gives_the_same_model(tiny, tmp_path, m
     from brainviz.tuning._loop import FitTrainer
 
     common = dict(dataset=str(tiny["data"]), base=str(tiny["bert"]), preset="quick", preprocess=TINY_PREPROCESS,
-                  folds=("run-2",), variant="fine-tuned", epochs=(2, 1), lr=1e-3)
+                  folds=("run-2",), variant="fine-tuned", epochs=(2, 1), lr=1e-3, encoder_targets="units")
     fast = train(TrainConfig(out=str(tmp_path / "fast"), **common), bar=False)
     monkeypatch.setattr(FitTrainer, "pool_shared_mse", False)
     slow = train(TrainConfig(out=str(tmp_path / "slow"), **common), bar=False)

@@ -96,7 +96,7 @@ def test_save_load_identical_predictions_and_complete_card(tiny, tmp_path):
         assert key in card, key
     assert card["dataset"]["path"] == str(Path(tiny["data"]).resolve()) and len(card["dataset"]["hash"]) == 16
     assert card["simulated"] is True and card["seeds"] == [0] and card["folds"] == ["run-1"]
-    assert card["preprocess"]["window"] == 4.0 and card["train_config"]["stage_epochs"] == {"heads": 2, "full": 1}
+    assert card["preprocess"]["window"] == 4.0 and card["train_config"]["stage_epochs"] == {"heads": 2, "full": 1, "refit": 0}
     assert {"torch", "transformers", "peft", "brainviz"} <= set(card["versions"])
     assert "P1" in card["metrics"]["pearson_r"]["seed-0"]
     # no pickles anywhere: only safetensors / json / npz (arrays load with allow_pickle=False)
@@ -177,7 +177,7 @@ def test_progress_callback_file_and_cli(tiny, tmp_path, capsys):
     (["--participants", "P9"], "unknown participant"),
     (["--folds", "run-7"], "unknown fold"),
     (["--variant", "meg-transfer"], "needs MEG data"),
-    (["--epochs", "1", "2", "3"], "--epochs needs 2 numbers"),
+    (["--epochs", "1", "2", "3", "4"], "--epochs needs 3 numbers"),
     (["--roi-mask", "missing.npy"], "ROI mask"),
     (["--base", "no/such-model-folder-x"], "Hugging Face"),
 ])

@@ -21,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="output folder; the datasets become DIR/reading and DIR/listening")
     parser.add_argument("--preset", choices=PRESET_CHOICES, default="default",
-                        help="'default' (9 + 8 readers, 20 listeners, full stories) or 'small' (a few "
+                        help="'default' (18 + 8 readers, 20 listeners, full stories) or 'small' (a few "
                              "participants, first paragraphs; for tests and demos)")
     parser.add_argument("--seed", type=_seed, default=0, metavar="N", help="random seed, an integer >= 0 (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing dataset folders in DIR")

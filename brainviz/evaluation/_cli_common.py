@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 # mirrors brainviz.evaluation.compare.TESTS without importing numpy for --help
-TESTS = ("auto", "ttest", "sign-flip", "block-sign-flip", "runs-ttest", "paper-initializations")
+TESTS = ("auto", "ttest", "sign-flip", "ttest-by-run", "block-sign-flip", "runs-ttest", "paper-initializations")
 TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -27,7 +27,9 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
                    help="group: random effects across participants (default whenever >= 2 participants); "
                         "participant: within each participant across held-out data")
     p.add_argument("--test", choices=TESTS, default="auto",
-                   help="group: ttest (default) | sign-flip; participant: block-sign-flip (default) | runs-ttest | "
+                   help="group: ttest (default) | sign-flip | ttest-by-run (one t-test per held-out run, p-values "
+                        "combined; the default for models fitted on several participants' data, e.g. shared heads); "
+                        "participant: block-sign-flip (default) | runs-ttest | "
                         "paper-initializations (the 2019 paper's test across seeds: training stability only). "
                         "Seeds are averaged, never used as samples")
     p.add_argument("--n-permutations", type=int, default=10000,

@@ -56,6 +56,7 @@ LEVELS = ("auto", "group", "participant")
 PARTICIPANT_TESTS = ("block-sign-flip", "runs-ttest", "paper-initializations")
 TESTS = ("auto",) + _stats.GROUP_TESTS + PARTICIPANT_TESTS
 DEFAULT_GROUP_TEST = "ttest"
+POOLED_GROUP_TEST = "ttest-by-run"  # default when a model was fitted on several participants' data
 DEFAULT_PARTICIPANT_TEST = "block-sign-flip"
 
 
@@ -108,11 +109,16 @@ def resolve_level(config: Any, n_participants: int) -> str:
     return level
 
 
-def resolve_tests(config: Any, n_participants: int) -> tuple[str, str, str]:
+def resolve_tests(config: Any, n_participants: int, pooled_fits: bool = False) -> tuple[str, str, str]:
     """``(level, group test, participant test)`` for a config: the chosen test at its level,
-    the default test at the other level (reported as a secondary result)."""
+    the default test at the other level (reported as a secondary result).
+
+    ``pooled_fits``: the predictions come from models fitted on several participants' data
+    (a shared head / group fit): the default group test is then ``ttest-by-run``
+    (:func:`brainviz.evaluation.stats.group_test_by_run`), the run-averaged t-test being
+    anti-conservative there."""
     level = resolve_level(config, n_participants)
-    group_test = DEFAULT_GROUP_TEST
+    group_test = POOLED_GROUP_TEST if pooled_fits else DEFAULT_GROUP_TEST
     participant_test = DEFAULT_PARTICIPANT_TEST
     if config.test in _stats.GROUP_TESTS:
         group_test = config.test
@@ -804,7 +810,7 @@ def comparison_from_accuracies(
     meta = dict(meta or {})
     blocks = dict(blocks or {})
     pids = list(acc_a)
-    level, gtest, ptest = resolve_tests(config, len(pids))
+    level, gtest, ptest = resolve_tests(config, len(pids), bool(meta.get("pooled_fits")))
     tests = {}
     for pid in pids:
         a, b = np.asarray(acc_a[pid]), np.asarray(acc_b[pid])
@@ -812,14 +818,26 @@ def comparison_from_accuracies(
                                        primary=level == "participant")
     group = None
     if len(pids) >= 2:
-        d = np.stack([np.asarray(acc_a[p]).mean(axis=(0, 1)) - np.asarray(acc_b[p]).mean(axis=(0, 1)) for p in pids])
-        group = _stats.group_test(d, method=gtest, alpha=config.alpha, fdr=config.fdr,
-                                  n_permutations=config.n_permutations,
-                                  rng=draw_generator(config.seed, "group", "sign-flips"))
+        per_run = [np.asarray(acc_a[p]).mean(axis=0) - np.asarray(acc_b[p]).mean(axis=0) for p in pids]
+        group = _group(gtest, per_run, config, "two-sided", meta)
     meta["n_seeds"] = {p: [int(np.asarray(acc_a[p]).shape[0]), int(np.asarray(acc_b[p]).shape[0])] for p in pids}
     meta["seeds_averaged"] = True
     return ComparisonResult(config, pids, dict(acc_a), dict(acc_b), {p: list(r) for p, r in runs.items()}, tests,
                             meta, blocks, group, level)
+
+
+def _group(test: str, per_run: list[np.ndarray], config: Any, alternative: str, meta: dict) -> _stats.TestResult:
+    """The group test on per-participant effects ``(n_runs, n_units)`` (seeds averaged)."""
+    if test == "ttest-by-run":
+        if len({e.shape for e in per_run}) == 1:
+            return _stats.group_test_by_run(np.stack(per_run), alternative=alternative, alpha=config.alpha,
+                                            fdr=config.fdr)
+        meta["group_test_note"] = ("participants have different held-out runs, so the per-run group test could not "
+                                   "run; the run-averaged t-test was used (anti-conservative for pooled fits)")
+        test = "ttest"
+    d = np.stack([e.mean(axis=0) for e in per_run])
+    return _stats.group_test(d, method=test, alternative=alternative, alpha=config.alpha, fdr=config.fdr,
+                             n_permutations=config.n_permutations, rng=draw_generator(config.seed, "group", "sign-flips"))
 
 
 def evaluation_from_scores(
@@ -830,16 +848,13 @@ def evaluation_from_scores(
     meta = dict(meta or {})
     blocks = dict(blocks or {})
     pids = list(scores)
-    level, gtest, ptest = resolve_tests(config, len(pids))
+    level, gtest, ptest = resolve_tests(config, len(pids), bool(meta.get("pooled_fits")))
     chance = _chance(config.metric)
     tests = {pid: _participant_test(ptest, pid, config, a=np.asarray(scores[pid]), b=None, blocks=blocks.get(pid),
                                     chance=chance, primary=level == "participant") for pid in pids}
     group = None
     if len(pids) >= 2:
-        d = np.stack([np.asarray(scores[p]).mean(axis=(0, 1)) - chance for p in pids])
-        group = _stats.group_test(d, method=gtest, alternative="greater", alpha=config.alpha, fdr=config.fdr,
-                                  n_permutations=config.n_permutations,
-                                  rng=draw_generator(config.seed, "group", "sign-flips"))
+        group = _group(gtest, [np.asarray(scores[p]).mean(axis=0) - chance for p in pids], config, "greater", meta)
     meta["n_seeds"] = {p: int(np.asarray(scores[p]).shape[0]) for p in pids}
     meta["seeds_averaged"] = True
     return EvaluationResult(config, pids, dict(scores), {p: list(r) for p, r in runs.items()}, tests, meta,
@@ -962,7 +977,7 @@ def compare_models(
     meta = {"models": {"a": names[0], "b": names[1]}, "paths": {"a": str(scan_a["path"]), "b": str(scan_b["path"])},
             "simulated": io.card_simulated(scan_a) or io.card_simulated(scan_b),
             "backend": backend, "input_key": input_key, "tr": tr, "block_trs": n_block, "buffer_trs": n_buffer,
-            **tr_note}
+            "pooled_fits": io.pooled_fits(scan_a) or io.pooled_fits(scan_b), **tr_note}
 
     def compute_acc() -> dict[str, np.ndarray]:
         ha = io.load_heldout(scan_a["path"], pids)
@@ -1060,7 +1075,7 @@ def evaluate_model(
     n_block, n_buffer = block_trs(config.block_seconds, tr, config.block_buffer_seconds)
     meta = {"model": _model_name(scan), "path": str(scan["path"]), "backend": backend, "input_key": input_key,
             "simulated": io.card_simulated(scan), "tr": tr, "block_trs": n_block, "buffer_trs": n_buffer,
-            **tr_note}
+            "pooled_fits": io.pooled_fits(scan), **tr_note}
 
     def compute() -> dict[str, np.ndarray]:
         held = io.load_heldout(scan["path"], pids)
@@ -1118,7 +1133,8 @@ def _as_cache(cache: Any):
 
 
 def _cached_comparison(cache, input_key: str, config: CompareConfig, compute_acc: Callable[[], dict], meta: dict) -> ComparisonResult:
-    rkey = content_hash("compare-result", input_key, config.key())
+    # the group test depends on whether the models pooled participants (version 2: ttest-by-run)
+    rkey = content_hash("compare-result", input_key, config.key(), "group-test-2", bool(meta.get("pooled_fits")))
     if cache is not None and cache.has("compare", rkey, ".npz"):
         result = ComparisonResult.from_arrays(_read_npz(cache.path("compare", rkey, ".npz")), config)
         result.meta["from_cache"] = True
@@ -1134,7 +1150,8 @@ def _cached_comparison(cache, input_key: str, config: CompareConfig, compute_acc
 
 
 def _cached_evaluation(cache, input_key: str, config: EvaluateConfig, compute: Callable[[], dict], meta: dict) -> EvaluationResult:
-    rkey = content_hash("evaluate-result", input_key, config.key())
+    # the group test depends on whether the models pooled participants (version 2: ttest-by-run)
+    rkey = content_hash("evaluate-result", input_key, config.key(), "group-test-2", bool(meta.get("pooled_fits")))
     if cache is not None and cache.has("evaluate", rkey, ".npz"):
         result = EvaluationResult.from_arrays(_read_npz(cache.path("evaluate", rkey, ".npz")), config)
         result.meta["from_cache"] = True

@@ -320,6 +320,16 @@ def card_simulated(scan: dict[str, Any]) -> bool:
     return bool((scan.get("card") or {}).get("simulated"))
 
 
+def pooled_fits(scan: dict[str, Any]) -> bool:
+    """Whether a checkpoint's fMRI predictions come from models fitted on several participants'
+    data (one fit for all participants, or a shared head): their participants' scores across
+    held-out runs are then dependent (see :func:`brainviz.evaluation.stats.group_test_by_run`)."""
+    card = scan.get("card") or {}
+    cfg = card.get("train_config") or {}
+    head = card.get("head_mode") or cfg.get("head_mode")
+    return bool(cfg.get("together")) or head in ("shared", "shared+split") or cfg.get("variant") == "joint"
+
+
 def preprocess_dict(scan: dict[str, Any]) -> dict[str, Any]:
     """The card's ``preprocess`` config with any command-line overrides
     (``scan["preprocess_overrides"]``, e.g. ``evaluate --trim-start 0``) applied on top."""

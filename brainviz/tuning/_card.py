@@ -156,6 +156,7 @@ def write_checkpoint(job, progress: dict[str, Any]) -> Path:
         "preprocess": job.pre.to_dict(),
         "roi_mask": None if job.units is None else {"file": str(cfg.roi_mask), "n_units": int(len(job.units))},
         "shuffle_targets": bool(cfg.shuffle_targets),
+        "shuffle_encoder_targets": bool(cfg.shuffle_encoder_targets),
         "transfer_source": progress.get("sources"),
         "weights": {"encoder": "float16 delta from the base model (changed tensors only)", "heads": "float16",
                     "predictions": cfg.setting("predictions_dtype"),

@@ -45,12 +45,21 @@ def add_parser(subparsers) -> None:
                    help="keep the weights of every fit, or of each seed's first fold only (default: preset)")
     p.add_argument("--predictions-dtype", choices=("float16", "float32"), default=None,
                    help="held-out predictions on disk (default: preset; paper float32, quick float16)")
+    p.add_argument("--encoder-targets", default=None, metavar="units|pcs:K",
+                   help="what full stages of a shared-head fit train the encoder on: every unit ('units', paper) or "
+                        "the top K principal components of the mean target over the most reliable units, heads "
+                        "refitted afterwards ('pcs:K'; quick: pcs:8)")
+    p.add_argument("--reliable-fraction", type=float, default=0.05, metavar="F",
+                   help="pcs:K: share of units kept as the most reliable (training windows only; default 0.05)")
     p.add_argument("--no-meg", dest="meg", action="store_false", help="joint: fMRI participants only")
     p.add_argument("--source", default="auto", help="participant-transfer: participant to tune on (default: most predictable)")
     p.add_argument("--roi-mask", default=None, metavar="FILE.npy|planted|language:DIR",
                    help="units to predict: a boolean mask / indices file, 'planted' (simulated ground truth) or "
                         "'language:DIR' (language parcels atlas fetched to DIR)")
     p.add_argument("--shuffle-targets", action="store_true", help="null control: shuffle fMRI in time within run")
+    p.add_argument("--shuffle-encoder-targets", action="store_true",
+                   help="null control of the encoder alone: pcs:K components permuted in time within run, heads fitted "
+                        "on the real targets")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no",
                    help="autocast of full fine-tuning stages through HF Accelerate (bf16 on GPUs; default no)")
@@ -82,8 +91,9 @@ def config_from_args(args: argparse.Namespace):
         head_lr=args.head_lr, batch_size=args.batch_size, max_length=args.max_length,
         head_mode=args.head_mode, pooling=args.pooling, together=args.together, keep_weights=args.keep_weights,
         predictions_dtype=args.predictions_dtype,
+        encoder_targets=args.encoder_targets, reliable_fraction=args.reliable_fraction,
         meg=args.meg, source=args.source, roi_mask=args.roi_mask,
-        shuffle_targets=args.shuffle_targets, device=args.device, mixed_precision=args.mixed_precision,
+        shuffle_targets=args.shuffle_targets, shuffle_encoder_targets=args.shuffle_encoder_targets, device=args.device, mixed_precision=args.mixed_precision,
         grad_accum=args.grad_accum, overwrite=args.overwrite,
         modality=args.modality, audio_chunks=args.audio_chunks,  # issue 15
         preprocess=preprocess_overrides(args),

@@ -102,6 +102,7 @@ class FitTrainer:
         self._meg_allowed: dict[str, np.ndarray] = {}
         self._pooled: tuple[np.ndarray, np.ndarray] | None = None
         self._heldout: tuple[str, Any, np.ndarray] | None = None  # (fit id, features, seq -> row)
+        self._enc_targets: tuple[Any, ...] | None = None  # full stage with pcs:K: (scores, W, mean, scale, b)
 
     # -- plan helpers -------------------------------------------------------------------
     def train_sequences(self, fit: FitSpec) -> np.ndarray:
@@ -302,6 +303,45 @@ class FitTrainer:
         total[ok] /= wsum[ok, None]
         return total.astype(np.float32), wsum.astype(np.float32)
 
+    def encoder_targets(self, fit: FitSpec, train_seqs: np.ndarray, weights: dict[str, float]):
+        """The ``pcs:K`` targets of a full stage (:mod:`brainviz.tuning._denoise`) as tensors, or
+        None when the fit trains on every unit (``units``, or not a shared-head MSE fMRI fit)."""
+        import torch
+
+        from brainviz.tuning._denoise import encoder_targets, parse_encoder_targets
+
+        k = parse_encoder_targets(str(self.config.setting("encoder_targets")))
+        shuffle = bool(self.config.shuffle_encoder_targets)
+        if shuffle and (k == 0 or self._pooled is None or fit.meg):
+            raise LoopError(f"fit {fit.id}: shuffle_encoder_targets needs encoder targets pcs:K on a shared-head MSE "
+                            "fit of several fMRI participants without MEG (the quick fine-tuned pair)")
+        if k == 0:
+            return None
+        if self._pooled is None or fit.meg:
+            self.job.progress.emit(f"fit {fit.id}: encoder targets pcs:{k} need a shared head, the MSE loss, several "
+                                   "fMRI participants and no MEG; training on every unit instead")
+            return None
+        c = self.corpus
+        ybar, wsum = self._pooled
+        train = train_seqs[wsum[train_seqs] > 0]
+        data, w = [], []
+        for pid in fit.fmri:
+            rows = c.fmri[pid].row_of_seq[train]
+            if np.all(rows >= 0):  # participants who have every training window (same stimulus)
+                data.append(c.fmri[pid].data[rows])
+                w.append(weights.get(f"fmri:{pid}", 0.0))
+        if len(data) < 2:
+            return None
+        key = f"init:{fit.init or 'base'}"
+        if key not in self._feature_cache:  # resumed inside the full stage: the frozen encoder's features again
+            self.features(key, self.start_encoder(fit), need_tokens=False)
+        feats = self._feature_cache[key].cls.float().cpu().numpy()
+        et = encoder_targets(ybar, data, w, feats, train, c.runs[train], k, float(self.config.reliable_fraction),
+                             shuffle_seed=derived_seed(fit.seed, fit.id, "shuffle-encoder-targets") if shuffle else None)
+        self.job.progress.emit(f"fit {fit.id}: " + et.describe())
+        dev = self.device
+        return tuple(torch.as_tensor(a, device=dev) for a in (et.scores, et.weight, et.mean, et.scale, et.intercept))
+
     def batch(self, fit: FitSpec, seqs: np.ndarray) -> Batch:
         c = self.corpus
         fmri = {}
@@ -338,9 +378,15 @@ class FitTrainer:
         if self._pooled is not None and batch.fmri_count:
             ybar, wsum = self._pooled
             b = np.flatnonzero(wsum[batch.seqs] > 0)
-            pred = out["fmri"][torch.as_tensor(b, device=dev)]
+            bt = torch.as_tensor(b, device=dev)
             w = torch.as_tensor(wsum[batch.seqs[b]], device=dev)
-            per_target["fmri:pooled"] = w * loss_fn(pred, torch.as_tensor(ybar[batch.seqs[b]], device=dev))
+            if self._enc_targets is not None and "cls" in out:  # pcs:K: the fixed read-out of the components
+                scores, weight, mean, scale, intercept = self._enc_targets
+                pred = ((out["cls"][bt].float() - mean) / scale) @ weight + intercept
+                target = scores[torch.as_tensor(batch.seqs[b], device=dev)]
+            else:
+                pred, target = out["fmri"][bt], torch.as_tensor(ybar[batch.seqs[b]], device=dev)
+            per_target["fmri:pooled"] = w * loss_fn(pred, target)
             weights = {**weights, "fmri:pooled": 1.0}
         for pid, (b, ex) in (batch.fmri.items() if self._pooled is None else ()):
             if len(b):
@@ -366,6 +412,11 @@ class FitTrainer:
             key = f"{fit.id}:stage{si}" if dirty else f"init:{fit.init or 'base'}"
             feats = self.features(key, model.encoder, need_tokens=bool(fit.meg))
             model.encoder.requires_grad_(False)
+            if stage.reset and first_epoch == 0 and model.heads.fmri is not None:
+                # refit: the fMRI heads start from zero again, as vanilla's do
+                with torch.no_grad():
+                    for p in model.heads.fmri.parameters():
+                        p.zero_()
         elif cfg.lora:
             if resume is None or not resume["lora_wrapped"]:
                 self.wrap_lora(model)
@@ -382,6 +433,7 @@ class FitTrainer:
         if resume is not None:
             job.state.load_optimizer(optimizer, scheduler, resume, self.device)
         dist = None if heads_only else self.distributed()  # Accelerate: grad_accum / mixed precision
+        self._enc_targets = None if heads_only else self.encoder_targets(fit, train_seqs, weights)
         fwd = model
         if dist is not None:
             fwd, optimizer = dist.prepare(model, optimizer)
@@ -398,6 +450,7 @@ class FitTrainer:
                 job.state.save(fit, si, epoch + 1, model, optimizer, scheduler, dirty, lora_wrapped=(cfg.lora and not heads_only))
         if dist is not None:
             dist.unwrap(fwd)  # also removes Accelerate's autocast wrapper of the model's forward
+        self._enc_targets = None
         model.encoder.requires_grad_(False)
         return dirty
 
@@ -443,7 +496,8 @@ class FitTrainer:
         import torch
 
         cfg, progress = self.config, self.job.progress
-        seed = derived_seed(fit.seed, fit.id, si, epoch)
+        # a refit stage draws vanilla's data order and dropout (vanilla's heads are stage 0)
+        seed = derived_seed(fit.seed, fit.id, 0 if fit.stages[si].reset else si, epoch)
         order = np.random.default_rng(seed).permutation(train_seqs)
         devices = [torch.cuda.current_device()] if self.device.startswith("cuda") else []
         stage = fit.stages[si]

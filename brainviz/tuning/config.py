@@ -57,6 +57,16 @@ class TrainConfig(JobConfig):
     together : bool or None
         vanilla / fine-tuned: train all participants in one fit (``quick``) rather than one
         fit per participant (``paper``). None: the preset's.
+    encoder_targets : str or None
+        What full stages of a shared-head fMRI fit (several participants, MSE) train the
+        encoder on: ``units`` (every unit's target, the paper) or ``pcs:K`` (the top K
+        principal components of the participants' mean target over the most reliable units,
+        through a fixed read-out; the heads are then refitted from zero in the ``refit``
+        stage; see :mod:`brainviz.tuning._denoise`). Other fits always use ``units``.
+        None: the preset's (``paper`` units, ``quick`` pcs:8).
+    reliable_fraction : float
+        ``pcs:K``: share of units kept as the most reliable (leave-one-participant-out
+        inter-participant correlation on the fold's training windows; default 0.05).
     keep_weights : str or None
         ``all`` (weights of every fit) or ``first`` (each seed's first fold only; all held-out
         predictions are kept). None: the preset's.
@@ -72,6 +82,10 @@ class TrainConfig(JobConfig):
         Units to predict: a ``.npy`` file with a boolean mask (or integer indices),
         ``planted`` (simulated data: the ground truth's planted regions) or ``language:DIR``
         (the language parcels atlas fetched to DIR).
+    shuffle_encoder_targets : bool
+        Null control of the encoder alone: with ``pcs:K`` encoder targets, the components the
+        encoder learns from are permuted in time within run, while the heads are fitted on the
+        real targets; a gain over vanilla that survives it is not learned from the stimulus.
     shuffle_targets : bool
         Null control: permute every participant's training targets in time within run.
     preprocess : dict
@@ -121,10 +135,13 @@ class TrainConfig(JobConfig):
     together: bool | None = None
     keep_weights: str | None = None
     predictions_dtype: str | None = None
+    encoder_targets: str | None = None
+    reliable_fraction: float = 0.05
     meg: bool = True
     source: str = "auto"
     roi_mask: str | None = None
     shuffle_targets: bool = False
+    shuffle_encoder_targets: bool = False
     preprocess: dict = dataclasses.field(default_factory=dict)
     device: str = "auto"
     mixed_precision: str = "no"
@@ -162,6 +179,19 @@ class TrainConfig(JobConfig):
             raise ConfigError(f"{name}.keep_weights: expected 'all' or 'first', got {self.keep_weights!r}")
         if self.predictions_dtype is not None and self.predictions_dtype not in ("float16", "float32"):
             raise ConfigError(f"{name}.predictions_dtype: expected 'float16' or 'float32', got {self.predictions_dtype!r}")
+        if self.encoder_targets is not None:
+            from brainviz.tuning._denoise import parse_encoder_targets
+
+            try:
+                parse_encoder_targets(self.encoder_targets)
+            except ValueError as exc:
+                raise ConfigError(f"{name}.encoder_targets: {exc}") from None
+        if self.shuffle_encoder_targets and (self.variant != "fine-tuned" or self.setting("encoder_targets") == "units"):
+            raise ConfigError(f"{name}.shuffle_encoder_targets: the encoder-only null control needs the fine-tuned "
+                              "variant with encoder targets pcs:K (the quick preset's default)")
+        if isinstance(self.reliable_fraction, bool) or not isinstance(self.reliable_fraction, numbers.Real) \
+                or not 0 < self.reliable_fraction <= 1:
+            raise ConfigError(f"{name}.reliable_fraction: must be in (0, 1], got {self.reliable_fraction!r}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"{name}.lr: must be > 0, got {self.lr}")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -36,7 +36,7 @@ ALL_GROUP = "_all"  # group of a vanilla / fine-tuned fit of all participants to
 # Stage names of each variant, in the order of the --epochs override.
 STAGES: dict[str, tuple[str, ...]] = {
     "vanilla": ("heads",),
-    "fine-tuned": ("heads", "full"),
+    "fine-tuned": ("heads", "full", "refit"),
     "participant-transfer": ("source-heads", "source-full", "target-heads"),
     "meg-transfer": ("meg-heads", "meg-full", "fmri-heads", "fmri-full"),
     "joint": ("heads", "full"),
@@ -45,14 +45,14 @@ STAGES: dict[str, tuple[str, ...]] = {
 EPOCHS: dict[str, dict[str, tuple[int, ...]]] = {
     "paper": {
         "vanilla": (30,),
-        "fine-tuned": (10, 20),
+        "fine-tuned": (10, 20, 0),
         "participant-transfer": (2, 18, 10),
         "meg-transfer": (10, 20, 10, 20),
         "joint": (10, 50),
     },
     "quick": {
         "vanilla": (13,),
-        "fine-tuned": (10, 3),
+        "fine-tuned": (10, 3, 13),
         "participant-transfer": (2, 2, 10),
         "meg-transfer": (5, 1, 10, 1),
         "joint": (5, 2),
@@ -73,6 +73,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "together": False,        # vanilla / fine-tuned: one fit per participant
         "keep_weights": "all",    # weights of every fit are kept
         "predictions_dtype": "float32",  # held-out predictions stored bit-exact
+        "encoder_targets": "units",  # full stages: every unit's target, as in the paper
     },
     "quick": {
         "lr": QUICK_LR,
@@ -86,16 +87,24 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "together": True,         # vanilla / fine-tuned: all participants in one fit
         "keep_weights": "first",  # weights of each seed's first fold only (predictions of all)
         "predictions_dtype": "float16",  # half the disk; scores change by < 1e-3 (docs/checkpoints.md)
+        # full stages of a shared-head fit learn the top 8 principal components of the mean
+        # target over the most reliable units; the heads are then refitted (docs/tuning.md)
+        "encoder_targets": "pcs:8",
     },
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-    """One training stage: ``kind`` is ``"heads"`` (encoder frozen) or ``"full"``."""
+    """One training stage: ``kind`` is ``"heads"`` (encoder frozen) or ``"full"``.
+
+    ``reset``: the fMRI heads start again from zero (the ``refit`` stage of ``fine-tuned``:
+    heads fitted on the tuned encoder's features with vanilla's schedule and data order).
+    """
 
     kind: str
     epochs: int
+    reset: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +142,8 @@ def stage_epochs(variant: str, preset: str, override: tuple[int, ...] = ()) -> d
     """Epochs of each stage of a variant: the preset's, or ``override`` (same order)."""
     names = STAGES[variant]
     epochs = tuple(override) if override else EPOCHS[preset][variant]
+    if override and names[-1] == "refit" and len(epochs) == len(names) - 1:
+        epochs = epochs + (0,)  # the refit stage is optional in an override
     if len(epochs) != len(names):
         raise ValueError(f"variant {variant!r} has stages {names}: --epochs needs {len(names)} numbers, got {list(epochs)}")
     return dict(zip(names, (int(e) for e in epochs)))
@@ -159,7 +170,11 @@ def build_plan(
     for seed in seeds:
         for fold in folds:
             if variant in ("vanilla", "fine-tuned"):
-                stages = (Stage("heads", epochs["heads"]),) + ((Stage("full", epochs["full"]),) if variant == "fine-tuned" else ())
+                stages = (Stage("heads", epochs["heads"]),)
+                if variant == "fine-tuned":
+                    stages += (Stage("full", epochs["full"]),)
+                    if epochs.get("refit"):
+                        stages += (Stage("heads", epochs["refit"], reset=True),)
                 if together and len(participants) > 1:
                     plan.append(FitSpec(ALL_GROUP, fold, seed, tuple(participants), (), stages, tuple(participants)))
                     continue

@@ -52,7 +52,7 @@ def _plant(experiment: str, stim, wf, layouts, tr: float, config: SimulationConf
     names = [sp[0] for sp in specs]
     comps = [sp[1] for sp in specs]
     drivers, neural, scales, orth = _build_drivers(stim, wf, layouts, tr, names, comps, config)
-    regions = _regions(config)
+    regions = _regions(config, experiment)
     cov = np.cov(_detrend_kept(drivers, _run_of_tr(layouts), _kept_mask(layouts)).T)
     shared = _smooth_fields(_rng(config.seed, experiment, "shared-weights"), len(names), 6)
     share_field = _smooth_fields(_rng(config.seed, experiment, "readable-share"), 1, 6)[0]

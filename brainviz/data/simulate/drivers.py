@@ -55,6 +55,10 @@ SEMANTIC_DIMS: dict[str, dict[str, float]] = {
     "sem_abstract": {"mental": 1.0, "time_number": 0.8, "quality": 0.6, "emotion": 0.3},
 }
 LONG_WORD_LENGTH, LONG_WORD_WIDTH = 7.0, 1.0  # letters; sigmoid((length - 7) / 1)
+# word-level nonlinear responses to lexical frequency (z-scored log frequency, frequent = high):
+# a threshold for rare words and a bell around the middle of the frequency range
+RARE_WORDS_Z, RARE_WORDS_WIDTH = -1.0, 0.3  # sigmoid((RARE_WORDS_Z - z) / width)
+MID_FREQUENCY_WIDTH = 0.5  # exp(-z^2 / (2 width^2))
 
 # (name, component, kind, description)
 READABLE_DRIVERS: tuple[tuple[str, str, str, str], ...] = (
@@ -65,6 +69,12 @@ READABLE_DRIVERS: tuple[tuple[str, str, str, str], ...] = (
 )
 LISTENING_READABLE = (("word_rate", READABLE, "linear", "recency-weighted word count / recency_tau (words per second)"),)
 SPECIFIC_DRIVERS: tuple[tuple[str, str, str, str], ...] = (
+    ("rare_words", SPECIFIC, "word nonlinearity",
+     f"sum over content words of recency x sigmoid(({RARE_WORDS_Z:g} - z log frequency) / {RARE_WORDS_WIDTH:g}): "
+     "a response to rare words only (thresholded surprisal)"),
+    ("mid_frequency", SPECIFIC, "word nonlinearity",
+     f"sum over content words of recency x exp(-(z log frequency)^2 / (2 x {MID_FREQUENCY_WIDTH:g}^2)): "
+     "a response peaking at words of middling frequency"),
     ("syntactic_depth", SPECIFIC, "ratio", "recency-weighted mean depth in the dependency tree, capped at 8"),
     ("subject_object", SPECIFIC, "interaction", "(max recency x subject) * (max recency x object): a transitive clause"),
     ("repetition", SPECIFIC, "comparison",
@@ -149,6 +159,8 @@ def _word_arrays(wf) -> dict[str, np.ndarray]:
         "zfreq_content": content * wf["z_log_freq"].to_numpy(dtype=float),
         "long_word": content / (1.0 + np.exp(-(length - LONG_WORD_LENGTH) / LONG_WORD_WIDTH)),
         "rarity": wf["rarity"].to_numpy(dtype=float),
+        "rare_words": content / (1.0 + np.exp(-(RARE_WORDS_Z - wf["z_log_freq"].to_numpy(dtype=float)) / RARE_WORDS_WIDTH)),
+        "mid_frequency": content * np.exp(-0.5 * (wf["z_log_freq"].to_numpy(dtype=float) / MID_FREQUENCY_WIDTH) ** 2),
         "depth": np.minimum(wf["depth"].to_numpy(dtype=float), MAX_DEPTH),
         "subject": (wf["role"].to_numpy() == "subject").astype(float),
         "object": (wf["role"].to_numpy() == "object").astype(float),
@@ -238,6 +250,8 @@ def neural_drivers(
             v = wsum(arrays["zlen_content"])
         elif name == "log_frequency":
             v = wsum(arrays["zfreq_content"])
+        elif name in ("rare_words", "mid_frequency"):
+            v = wsum(arrays[name])
         elif name == "rare_word":
             v = wmax(arrays["rarity"])
         elif name == "longest_word":

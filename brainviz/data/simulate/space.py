@@ -34,19 +34,19 @@ class RegionSpec:
 
 LANGUAGE_REGIONS: tuple[RegionSpec, ...] = (
     RegionSpec("IFG", (-50.0, 22.0, 8.0), 14.0,
-               {"syntactic_depth": 1.0, "subject_object": 0.8, "repetition": 0.4, "rare_word": 0.3},
+               {"rare_words": 1.0, "mid_frequency": 0.6, "syntactic_depth": 0.3, "subject_object": 0.3},
                {"sem_abstract": 1.0, "log_frequency": 0.6, "sem_social": 0.4, "word_length": 0.3}, -0.1),
     RegionSpec("MFG", (-42.0, 18.0, 42.0), 12.0,
-               {"syntactic_depth": 0.6, "semantic_coherence": 0.6, "subject_object": 0.4},
+               {"mid_frequency": 1.0, "rare_words": 0.5, "syntactic_depth": 0.3},
                {"sem_abstract": 1.0, "sem_action": 0.4}, -0.1),
     RegionSpec("ATL", (-50.0, 10.0, -28.0), 13.0,
-               {"semantic_coherence": 1.0, "subject_object": 0.5, "repetition": 0.4},
+               {"rare_words": 1.0, "mid_frequency": 0.5, "semantic_coherence": 0.3},
                {"sem_social": 1.0, "sem_concrete": 0.5, "sem_abstract": 0.4}, 0.0),
     RegionSpec("STS_MTG", (-56.0, -38.0, 0.0), 14.0,
-               {"rare_word": 0.8, "longest_word": 0.8, "repetition": 0.6, "syntactic_depth": 0.3},
+               {"rare_words": 1.0, "mid_frequency": 0.8, "longest_word": 0.3, "repetition": 0.3},
                {"log_frequency": 0.8, "word_length": 0.6, "sem_action": 0.6, "sem_social": 0.5, "word_rate": 0.8}, 0.1),
     RegionSpec("AG", (-45.0, -65.0, 30.0), 13.0,
-               {"semantic_coherence": 0.8, "longest_word": 0.5, "rare_word": 0.4, "repetition": 0.3},
+               {"mid_frequency": 1.0, "rare_words": 0.6, "semantic_coherence": 0.3},
                {"sem_concrete": 1.0, "sem_action": 0.7, "sem_social": 0.3}, 0.1),
 )
 RIGHT_RADIUS_SCALE = 0.75
@@ -127,15 +127,16 @@ def _blob(mni: Sequence[float], radius: float) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.exp(-1.5 * (d / radius) ** 2)
 
 
-def _regions(config) -> list[dict[str, Any]]:
+def _regions(config, experiment: str = "reading") -> list[dict[str, Any]]:
     """Left regions then right homologues, with vertices, falloff and target peak r^2."""
     out = []
+    left_peak = config.region_peak_r2(experiment)
     for spec in LANGUAGE_REGIONS:
         for hemi in ("left", "right"):
             x, y, z = spec.mni
             mni = (x, y, z) if hemi == "left" else (-x, y, z)
             radius = spec.radius if hemi == "left" else spec.radius * RIGHT_RADIUS_SCALE
-            peak = config.peak_r2 if hemi == "left" else config.peak_r2 * config.right_r2_scale
+            peak = left_peak if hemi == "left" else left_peak * config.right_r2_scale
             idx, fall = _blob(mni, radius)
             out.append({"name": f"{'L' if hemi == 'left' else 'R'}_{spec.name}", "hemisphere": hemi, "mni": mni,
                         "radius": radius, "peak_r2": peak, "profile": spec.profile, "readable": spec.readable,
