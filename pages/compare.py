@@ -62,12 +62,14 @@ with st.expander("Comparison settings", expanded=False):
                            help="group: random effects across participants (does A predict brains better than B?); "
                                 "participant: within each participant, across blocks of held-out TRs or runs. "
                                 "Seeds are averaged, never used as samples.")
-    test_opts = {"group": ["ttest", "sign-flip"],
+    test_opts = {"group": ["auto", "ttest-by-run", "ttest", "sign-flip"],
                  "participant": ["block-sign-flip", "runs-ttest", "paper-initializations"]}[level]
     state.widget_value("cmp_test", test_opts[0], qp="test", options=test_opts)
     test = c[1].selectbox("Test", test_opts, key="cmp_test",
-                          help="paper-initializations = the 2019 paper's t-test across seeds on one test set: it "
-                               "measures training stability and fails our calibration as a test of A vs B.")
+                          help="group auto = ttest-by-run when a model was fitted on several participants' data "
+                               "(shared head, e.g. the default pair: its run-averaged t-test is anti-conservative), "
+                               "else ttest. paper-initializations = the 2019 paper's t-test across seeds on one test "
+                               "set: it measures training stability and fails our calibration as a test of A vs B.")
     state.widget_value("cmp_nperm", 10000, qp="nperm", min_value=100, max_value=100000)
     n_perm = c[2].number_input("sign flips (permutation tests)", min_value=100, max_value=100000, step=1000,
                                key="cmp_nperm")

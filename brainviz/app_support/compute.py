@@ -34,8 +34,9 @@ def model_stamp(path: str) -> tuple:
 def _merged_key(model_a: str, model_b: str, participants: Sequence[str], config, dataset: str | None) -> str:
     from brainviz._io import content_hash
 
-    return content_hash("compare-merged", repr((model_stamp(model_a), model_stamp(model_b), tuple(participants),
-                                                config.key(), dataset)))
+    # "group-test-2": pooled fits are tested per held-out run since issue 12 (older entries are stale)
+    return content_hash("compare-merged", "group-test-2", repr((model_stamp(model_a), model_stamp(model_b),
+                                                                tuple(participants), config.key(), dataset)))
 
 
 def cached_comparison(model_a: str, model_b: str, participants: Sequence[str], config, *,

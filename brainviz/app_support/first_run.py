@@ -64,10 +64,11 @@ def offer_default_pair(ctx: dict[str, Any]) -> None:
     st.warning("No checkpoint with held-out predictions yet.")
     st.markdown(
         f"Brain-tune the **default pair** on all {len(pids)} fMRI participants of this dataset{sim}: "
-        f"`{PAIR_NAMES['vanilla']}` (heads only, encoder frozen) and `{PAIR_NAMES['fine-tuned']}` (same heads "
-        "and schedule, plus full fine-tuning of the encoder). Participants share one head and each window is "
-        "encoded once; about 10–20 minutes on an idle 2-core CPU (longer on a busy one). When both are done, "
-        "**A** = fine-tuned and **B** = vanilla.")
+        f"`{PAIR_NAMES['vanilla']}` (heads only, encoder frozen) and `{PAIR_NAMES['fine-tuned']}` (the encoder "
+        "fine-tuned on what participants share, then the same heads and schedule as vanilla). Participants share "
+        "one head and each window is encoded once; about 8 minutes on an idle 2-core CPU for the simulated "
+        "default's 18 participants (longer on a busy one). When both are done, **A** = fine-tuned and "
+        "**B** = vanilla; the group test then runs per held-out run (the models pooled participants).")
     job = pair_job(dataset_path) if dataset_path else None
     if job is None or job["state"] in ("failed", "cancelled", "lost"):
         if job is not None:
