@@ -15,35 +15,40 @@ from brainviz.evaluation import stats
 from brainviz.evaluation.compare import CompareConfig, comparison_from_accuracies, resolve_tests
 
 
-def _pooled_null_scores(rng, n_participants=12, n_runs=4, n_rows=60, n_units=600, n_features=12, alpha=1.0):
+def _pooled_null_scores(rng, n_participants=12, n_runs=4, n_rows=60, n_units=600, n_features=12, alpha=1.0,
+                        leave_one_out=False):
     """Per participant, run and unit: r between a group-fitted ridge prediction (trained on the
-    mean of all participants' other runs) and the participant's held-out data; pure noise."""
+    mean of all participants' other runs, or of the *other* participants' with
+    ``leave_one_out``, as ``encode --fit-to others``) and the participant's held-out data; pure noise."""
     from scipy.signal import lfilter
 
     n = n_runs * n_rows
     runs = np.repeat(np.arange(n_runs), n_rows)
     x = lfilter([1.0], [1.0, -0.8], rng.standard_normal((n + 50, n_features)), axis=0)[50:]
     y = lfilter([1.0], [1.0, -0.5], rng.standard_normal((n_participants, n + 50, n_units)), axis=1)[:, 50:]
-    mean = y.mean(axis=0)
+    total = y.sum(axis=0)
     r = np.zeros((n_participants, n_runs, n_units))
     for k in range(n_runs):
         tr, te = runs != k, runs == k
         xt = x[tr] - x[tr].mean(0)
-        w = np.linalg.solve(xt.T @ xt + alpha * np.eye(n_features), xt.T @ (mean[tr] - mean[tr].mean(0)))
-        pred = (x[te] - x[tr].mean(0)) @ w
-        a = pred - pred.mean(0)
-        a /= np.linalg.norm(a, axis=0)
+        solve = np.linalg.solve(xt.T @ xt + alpha * np.eye(n_features), xt.T)
         for p in range(n_participants):
+            if p == 0 or leave_one_out:  # a shared fit predicts the same for everyone
+                mean = (total - y[p]) / (n_participants - 1) if leave_one_out else total / n_participants
+                pred = (x[te] - x[tr].mean(0)) @ (solve @ (mean[tr] - mean[tr].mean(0)))
+                a = pred - pred.mean(0)
+                a /= np.linalg.norm(a, axis=0)
             b = y[p, te] - y[p, te].mean(0)
             r[p, k] = (a * b).sum(0) / np.linalg.norm(b, axis=0)
     return r
 
 
-def test_run_averaged_ttest_is_anti_conservative_for_pooled_fits_and_by_run_is_not():
+@pytest.mark.parametrize("leave_one_out", [False, True])
+def test_run_averaged_ttest_is_anti_conservative_for_pooled_fits_and_by_run_is_not(leave_one_out):
     rng = np.random.default_rng(0)
     rates_avg, rates_run = [], []
     for _ in range(3):
-        r = _pooled_null_scores(rng)
+        r = _pooled_null_scores(rng, leave_one_out=leave_one_out)
         rates_avg.append(np.mean(stats.group_test(r.mean(axis=1), method="ttest").p < 0.05))
         rates_run.append(np.mean(stats.group_test_by_run(r).p < 0.05))
     assert np.mean(rates_avg) > 0.08  # the problem this test exists for (measured ~0.1-0.2)
@@ -99,3 +104,21 @@ def test_pooled_fits_reads_the_card():
     assert pooled_fits({"card": {"head_mode": "split", "train_config": {"variant": "joint"}}})
     assert not pooled_fits({"card": {"head_mode": "split", "train_config": {"together": False, "variant": "fine-tuned"}}})
     assert not pooled_fits({"card": None})
+
+
+def test_roi_tests_use_the_per_run_test_for_pooled_fits():
+    from brainviz.evaluation.compare import roi_tests
+
+    rng = np.random.default_rng(7)
+    acc_a = {f"P{i}": 0.5 + 0.02 * rng.standard_normal((1, 3, 20)) for i in range(6)}
+    acc_b = {f"P{i}": 0.5 + 0.02 * rng.standard_normal((1, 3, 20)) for i in range(6)}
+    for p in acc_a:
+        acc_a[p][..., :10] += 0.05  # ROI 1 better in A
+    runs = {p: ["run-1", "run-2", "run-3"] for p in acc_a}
+    labels = np.repeat([1, 2], 10)
+    pooled = comparison_from_accuracies(acc_a, acc_b, runs, CompareConfig(level="group"), {"pooled_fits": True})
+    table = roi_tests(pooled, labels, {1: "first", 2: "second"}).set_index("roi")
+    assert set(table["test"]) == {"group:ttest-by-run"}
+    assert table.loc["first", "significant"] and not table.loc["second", "significant"]
+    plain = comparison_from_accuracies(acc_a, acc_b, runs, CompareConfig(level="group"), {})
+    assert set(roi_tests(plain, labels, {1: "first", 2: "second"})["test"]) == {"group:ttest"}

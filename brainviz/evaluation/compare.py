@@ -1309,9 +1309,18 @@ def roi_tests(
     alternative = "two-sided" if is_cmp else "greater"
     if participant is None and len(pids) >= 2:
         gtest = cfg.test if cfg.test in _stats.GROUP_TESTS else DEFAULT_GROUP_TEST
-        res = _stats.group_test(d, method=gtest, alternative=alternative, alpha=cfg.alpha, fdr=cfg.fdr,
-                                n_permutations=cfg.n_permutations,
-                                rng=draw_generator(cfg.seed, "roi-group", "sign-flips"))
+        if cfg.test == "ttest-by-run" or (cfg.test not in _stats.GROUP_TESTS and result.group is not None
+                                          and result.group.test == "group:ttest-by-run"):
+            # pooled fits: the result's own per-run test, on ROI means per held-out run
+            def per_run(pid: str) -> np.ndarray:
+                x = (np.asarray(result.acc_a[pid]).mean(axis=0) - np.asarray(result.acc_b[pid]).mean(axis=0)
+                     if is_cmp else np.asarray(result.scores[pid]).mean(axis=0) - chance)
+                return roi_mean(x)
+            res = _group("ttest-by-run", [per_run(p) for p in pids], cfg, alternative, {})
+        else:
+            res = _stats.group_test(d, method=gtest, alternative=alternative, alpha=cfg.alpha, fdr=cfg.fdr,
+                                    n_permutations=cfg.n_permutations,
+                                    rng=draw_generator(cfg.seed, "roi-group", "sign-flips"))
         level = "group"
     else:
         pid = pids[0]

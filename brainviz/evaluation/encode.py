@@ -237,6 +237,10 @@ class EncodeResult:
             frame["simulated"] = True
         return frame
 
+    def _per_fold(self, get) -> np.ndarray:
+        """(n_participants, n_folds, n_units) of ``get(participant.scores)``."""
+        return np.stack([np.asarray(get(pe.scores), dtype=np.float64) for pe in self.participants.values()])
+
     def stacked(self, model: str, metric: str = "r") -> np.ndarray:
         """(n_participants, n_units) fold-averaged scores."""
         return np.stack([pe.mean(model, metric) for pe in self.participants.values()])
@@ -273,12 +277,29 @@ class EncodeResult:
         r = self.stacked("lm")
         uniq = np.stack([pe.unique_lm for pe in self.participants.values()])
         diff_rate = r - self.stacked("word_rate")
-        if n < 2 or cfg.fit_to == "others":
-            # fit_to="others": each participant's held-out runs are training data of every other
-            # participant's model, so the participants' scores are positively dependent and a test
-            # across them is anti-conservative (measured: 11 % one-sided p < 0.05 under the null
-            # instead of 5 %); the scores are an estimate of the shared response, not a sample
+        if n < 2:
             out["tests"] = None
+            return out
+        if cfg.fit_to == "others":
+            # fit_to="others": each participant's held-out runs are training data of every other
+            # participant's model, so the fold-averaged scores are positively dependent and a test
+            # across them is anti-conservative (measured: 11 % one-sided p < 0.05 under the null
+            # instead of 5 %). Within one held-out fold the models never saw that fold's data, so
+            # the participants' scores are uncorrelated: test per fold, combine the folds'
+            # p-values (stats.group_test_by_run)
+            folds = {tuple(pe.folds) for pe in self.participants.values()}
+            if len(folds) != 1:
+                out["tests"] = None
+                return out
+            per_fold = {
+                "r": self._per_fold(lambda s: s["lm"]["r"]),
+                "unique_lm": self._per_fold(lambda s: s["joint"]["r2"] - s["lowlevel"]["r2"]),
+                "lm_minus_word_rate": self._per_fold(lambda s: s["lm"]["r"] - s["word_rate"]["r"]),
+                **{f"r_{k}": self._per_fold(lambda s, m=m: s[m]["r"])
+                   for k, m in (("joint", "joint"), ("baseline", "lowlevel"), ("word_rate", "word_rate"),
+                                ("trend", "trend"))},
+            }
+            out["tests"] = {k: _group_by_fold(v, cfg) for k, v in per_fold.items()}
             return out
         out["tests"] = {
             "r": _group(r, cfg), "unique_lm": _group(uniq, cfg), "lm_minus_word_rate": _group(diff_rate, cfg),
@@ -344,14 +365,18 @@ class EncodeResult:
             notes.append(f"only {n} participant: no group-level test and no inter-participant noise ceiling; "
                          "add participants (>= 5 give a meaningful t-test)")
             return notes
-        if cfg.fit_to == "others":
-            notes.append("fit_to='others' (leave-one-participant-out group model): scores estimate how well the LM "
-                         "predicts the shared response, but no test across participants is reported - each "
-                         "participant's held-out runs also trained the other participants' models, so their scores "
-                         "are not independent (a t-test would be anti-conservative). For significance run "
-                         "fit_to='participant'.")
-            return notes
         tests = self.group()["tests"]
+        if cfg.fit_to == "others":
+            if tests is None:
+                notes.append("fit_to='others' (leave-one-participant-out group model): participants have different "
+                             "folds, so no test across them is reported - each participant's held-out runs also "
+                             "trained the other participants' models, so their fold-averaged scores are not "
+                             "independent. For significance run fit_to='participant'.")
+                return notes
+            notes.append("fit_to='others' (leave-one-participant-out group model): each participant's held-out runs "
+                         "also trained the other participants' models, so fold-averaged scores are not independent; "
+                         "the group tests run per held-out fold (participants' scores within a fold are "
+                         "independent) and combine the folds' p-values (group:ttest-by-run, Cauchy combination)")
         from brainviz.evaluation.stats import min_discoveries, smallest_p
 
         for key in ("r", "unique_lm"):
@@ -374,6 +399,12 @@ class EncodeResult:
                          "beat the low-level bands alone, i.e. the LM features add no variance beyond word rate, "
                          "letters, surprisal and content words here")
         return notes
+
+
+def _group_by_fold(effects: np.ndarray, cfg: EncodeConfig):
+    from brainviz.evaluation.stats import group_test_by_run
+
+    return group_test_by_run(effects, alternative="greater", alpha=cfg.alpha, fdr=cfg.fdr)
 
 
 def _group(effects: np.ndarray, cfg: EncodeConfig):
