@@ -291,11 +291,16 @@ def test_planted_vertices_follow_the_drivers(experiment, reading, listening):
 
 
 def test_measured_snr_is_realistic(reading, listening):
-    """Per-TR r^2 of a few percent to ~0.1 for each component, inter-participant correlation < 0.5."""
-    for ds in (reading, listening):
+    """Per-TR r^2 of a few percent to ~0.1 for each component, inter-participant correlation < 0.5.
+
+    Simulator 3.0 raised the reading regions' peak r^2 from 0.25 to 0.4 (so that brain-tuning has
+    something detectable with 18 readers; docs/tuning.md): the planted median is ~0.14-0.17 in
+    reading (listening, still 0.25, stays below 0.15), while the inter-participant correlation
+    stays within real language cortex's (best vertices ~0.3-0.4)."""
+    for ds, top in ((reading, 0.2), (listening, 0.15)):
         m = load_ground_truth(ds)["measured"]
-        assert 0.02 < m["signal_r2_planted"]["median"] < 0.15
-        assert m["signal_r2_planted"]["share_below_0.1"] > 0.4
+        assert 0.02 < m["signal_r2_planted"]["median"] < top
+        assert m["signal_r2_planted"]["share_below_0.1"] > (0.3 if top > 0.15 else 0.4)
         for comp in ("readable", "specific"):
             c = m["signal_r2_by_component"][comp]
             assert 0.01 < c["median"] < 0.1 and c["p90"] < 0.3, (comp, c)
