@@ -3,9 +3,11 @@ datasets in a cache folder plus a store with the demo checkpoints, and the Chrom
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Mapping, Sequence
 
 import pytest
 
@@ -23,6 +25,29 @@ def demo_app_folders(small_sim: dict, root: Path, participants: Sequence[str] = 
         shutil.copytree(path, target / exp)
     make_demo_checkpoints(target / "reading", models, participants=list(participants), seeds=tuple(seeds))
     return {"BRAINVIZ_CACHE": str(cache), "BRAINVIZ_MODELS": str(models)}
+
+
+@contextlib.contextmanager
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """Set ``env`` in ``os.environ`` for the block, then restore the previous values."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def no_streamlit_exception(driver, where: str) -> None:
+    """Fail when the page in ``driver`` shows a Streamlit exception."""
+    from brainviz.app_support import browser as B
+
+    exc = B.exceptions(driver)
+    assert not exc, f"Streamlit exception on {where}: {exc[0][:2000]}"
 
 
 def require_chromium():

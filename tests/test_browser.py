@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from brainviz.app_support import browser as B
-from _app_fixtures import demo_app_folders, require_chromium  # noqa: E402
+from _app_fixtures import demo_app_folders, environment, no_streamlit_exception, require_chromium  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -40,21 +40,11 @@ def app_url(chromium, small_sim, tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-app")
     env = demo_app_folders(small_sim, root, participants=["sub-01"])
     # the mesh cache file, as a first launch would leave it
-    import os
-
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environment(env):
         from brainviz.viz import _mesh
 
         _mesh.clear_memory_cache()
         _mesh.prewarm()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     SHOTS.mkdir(parents=True, exist_ok=True)
     SERVER_ENV.update(env)
     print(f"screenshots: {SHOTS}", flush=True)
@@ -69,9 +59,7 @@ def driver(chromium):
     d.quit()
 
 
-def _no_exception(d, where: str) -> None:
-    exc = B.exceptions(d)
-    assert not exc, f"Streamlit exception on {where}: {exc[0][:2000]}"
+_no_exception = no_streamlit_exception
 
 
 def _shot(d, name: str, scroll_to: str | None = None) -> None:
@@ -171,7 +159,6 @@ def test_guided_workflow_attention_and_offline(app_url, chromium):
     scales, offline bertviz head views) restored from a shared link without pressing Compute,
     inline job progress with a link that opens Models → Jobs, quiet server log, and no request
     leaving 127.0.0.1 (favicon included)."""
-    import os
 
     from brainviz import jobs
 
@@ -270,16 +257,8 @@ def test_guided_workflow_attention_and_offline(app_url, chromium):
     finally:
         d.quit()
         if job_id:
-            old = {k: os.environ.get(k) for k in SERVER_ENV}
-            os.environ.update(SERVER_ENV)
-            try:
+            with environment(SERVER_ENV):
                 jobs.cancel(job_id)
-            finally:
-                for k, v in old.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
     with open(SERVER_LOG, "rb") as fh:  # this test's part of the server log
         fh.seek(log_start)
         log = fh.read().decode(errors="replace")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from brainviz.app_support import browser as B
-from _app_fixtures import demo_app_folders, require_chromium  # noqa: E402
+from _app_fixtures import demo_app_folders, environment, no_streamlit_exception, require_chromium  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -36,21 +36,13 @@ def chromium():
 def app_url(chromium, small_sim, tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-figures")
     env = demo_app_folders(small_sim, root, participants=["sub-01", "sub-02"])
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:  # the mesh and montage caches, as a first launch leaves them
+    with environment(env):  # the mesh and montage caches, as a first launch leaves them
         from brainviz import surface
         from brainviz.viz import montage
 
         surface.clear_memory_cache()
         surface.prewarm()
         montage.prewarm()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     SHOTS.mkdir(parents=True, exist_ok=True)
     with B.server(env, log_path=SHOTS / "server.log") as url:
         yield url
@@ -63,9 +55,7 @@ def driver(chromium):
     d.quit()
 
 
-def _no_exception(d, where: str) -> None:
-    exc = B.exceptions(d)
-    assert not exc, f"Streamlit exception on {where}: {exc[0][:2000]}"
+_no_exception = no_streamlit_exception
 
 
 def _shot(d, name: str, css: str | None = None) -> None:
