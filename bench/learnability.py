@@ -230,7 +230,8 @@ with torch.no_grad():
     p = head(torch.as_tensor(f1[test])).numpy()
 yt = Y[test]
 ft_head = 1 - ((yt - p) ** 2).sum(0) / ((yt - yt.mean(0)) ** 2).sum(0)
-out = {"args": A, "secs": round(time.time() - t0), "candidates": {}}
+out = {"simulated": True, "args": A, "secs": round(time.time() - t0), "candidates": {}}
+print("SIMULATED data: the default reading story of the brainviz simulator; held-out", A["fold"])
 print(f"{'candidate':22s} {'nonlin share':>12s} {'vanilla R2':>10s} {'tuned R2':>9s} {'tuned head R2':>13s}")
 for j, n in enumerate(all_names):
     print(f"{n:22s} {share[j]:12.2f} {van[j]:10.3f} {ft[j]:9.3f} {ft_head[j]:13.3f}")
