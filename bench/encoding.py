@@ -5,12 +5,13 @@ Case (issue 11): 9 participants x 20,484 vertices, two runs (the two packaged li
 layer-4 MiniLM features plus word rate, plus noise) so that both pipelines have something to
 find; every number below is measured in this one run.
 
-* features: word states of every MiniLM layer (causal context 20 words, one forward pass per
-  word's context, all layers at once), Lanczos + delays 1-4, low-level bands - computed cold
-  (no cache), then once more from the cache;
-* brainviz: per participant and fold, himalaya banded ridge [layer 4, low-level] via
+* features: word states of MiniLM layer 4 (causal context 20 words, one forward pass per
+  word's context through layers 1-4; the deeper layers are not run), Lanczos + delays 1-4,
+  low-level bands - computed cold (no cache), then once more from the cache;
+* brainviz: per participant and fold, banded ridge [layer 4, low-level] via
   ``banded_ridge_fold`` (kernel form, 9 band ratios x 17 alphas, inner CV on contiguous
-  blocks of the training run) - what ``encode`` fits for the joint model;
+  blocks of the training run; himalaya's ``MultipleKernelRidgeCV`` search, run by
+  ``brainviz.evaluation._kernel_search`` on CPU) - what ``encode`` fits for the joint model;
 * sklearn A: ``RidgeCV(alphas, cv=<the same inner blocks>)`` on the concatenated bands (the
   same validation scheme; scikit-learn then picks one alpha for all vertices). It refits a
   multi-output Ridge per alpha and fold, so by default it runs on the first participant only
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
         t_feat_cached = time.perf_counter() - t0
     low = base["lowlevel"]
     print(f"features: {len(ds.stimulus)} words, {len(ex)} TRs, LM {lm.shape[1]} + low-level {low.shape[1]} columns; "
-          f"cold {t_feat:.1f} s (all 7 hidden states computed, layer 4 used), cached {t_feat_cached:.2f} s  [{load()}]")
+          f"cold {t_feat:.1f} s (layers 0-4 computed, layer 4 used), cached {t_feat_cached:.2f} s  [{load()}]")
 
     rng = np.random.default_rng(0)
     z = (lm - lm.mean(0)) / (lm.std(0) + 1e-6)

@@ -60,3 +60,24 @@ def test_window_states_pooling(minilm):
     enc = tok(WORDS[4:9], is_split_into_words=True)
     last_piece = max(t for t, w in enumerate(enc.word_ids()) if w is not None)
     np.testing.assert_allclose(last[1, 2], hs[6, last_piece], atol=2e-4)
+
+
+def test_shallow_layers_skip_the_deeper_ones_and_leave_the_model_whole(minilm):
+    """Asking for layers up to 2 runs only two transformer layers (same states), and the
+    shared model object keeps its six layers."""
+    from brainviz.features.lm import _first_layers, window_states, word_states
+
+    model, tok = minilm
+    short = _first_layers(model, 2)
+    assert len(short.encoder.layer) == 2 and len(model.encoder.layer) == 6
+    assert short.encoder.layer[1] is model.encoder.layer[1]  # weights shared, not copied
+    enc = tok(WORDS[:5], is_split_into_words=True, return_tensors="pt")
+    with torch.inference_mode():
+        n_states = len(short(**enc, output_hidden_states=True).hidden_states)
+    assert n_states == 3
+    shallow = word_states(model, tok, WORDS, context=3, layers=[1, 2])
+    full = word_states(model, tok, WORDS, context=3, layers=[1, 2, 6])
+    np.testing.assert_allclose(shallow, full[:2], atol=1e-5)
+    win = window_states(model, tok, [WORDS[:6]], pool="mean", layers=[0])
+    np.testing.assert_allclose(win, window_states(model, tok, [WORDS[:6]], pool="mean", layers=[0, 6])[:1], atol=1e-5)
+    assert len(model.encoder.layer) == 6

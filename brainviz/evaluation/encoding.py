@@ -394,6 +394,9 @@ def ridge_fold(
     hb = get_backend()
     xtr, xte = zscore_train(np.asarray(x_train, dtype=np.float64), np.asarray(x_test, dtype=np.float64))
     a = np.asarray(alphas, dtype=np.float64)
+    if xtr.shape[1] > xtr.shape[0] and hb.name == "numpy":  # KernelRidgeCV's search, faster on CPU
+        fit = _search_fold((xtr @ xtr.T)[None], y_train, (xte @ xtr.T)[None], np.ones((1, 1)), a, inner_cv)
+        return dataclasses.replace(fit, deltas=None)
     if xtr.shape[1] > xtr.shape[0]:
         model = KernelRidgeCV(alphas=a, kernel="linear", fit_intercept=True, cv=inner_cv, warn=False)
     else:
@@ -409,6 +412,30 @@ def ridge_fold(
 
 #: Penalties of the banded model, whose kernels are scaled by 1 / n_features (diagonal ~ 1).
 BANDED_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
+
+
+def _dirichlet_gammas(n_kernels: int, n_iter: int) -> np.ndarray:
+    """The kernel weightings himalaya's random search tries (seeded with 0, first = equal)."""
+    from himalaya.kernel_ridge._random_search import generate_dirichlet_samples
+
+    gammas = np.asarray(generate_dirichlet_samples(n_samples=n_iter, n_kernels=n_kernels,
+                                                   concentration=[0.1, 1.0], random_state=0), dtype=np.float64)
+    gammas[0] = 1.0 / n_kernels
+    return gammas
+
+
+def _search_fold(k_train: np.ndarray, y_train: np.ndarray, k_test: np.ndarray, gammas: np.ndarray,
+                 alphas: Sequence[float], inner_cv: list) -> FoldFit:
+    """Weighted-kernel ridge search on one fold with :func:`._kernel_search.search_weighted_kernels`."""
+    from brainviz.evaluation._kernel_search import search_weighted_kernels
+
+    res = search_weighted_kernels(k_train, y_train, gammas, alphas, inner_cv)
+    return FoldFit(
+        prediction=res.predict(k_test).astype(np.float32),
+        inner_score=res.cv_scores.max(axis=0).astype(np.float64),
+        alphas=res.alphas,
+        deltas=res.deltas,
+    )
 
 
 def band_weight_grid(n_ratios: int = 9, span: float = 4.0) -> np.ndarray:
@@ -447,6 +474,9 @@ def banded_ridge_fold(
         k_train.append(xa @ xa.T / p)
         k_test.append(xb @ xa.T / p)
     n_iter = band_weight_grid(n_ratios) if len(k_train) == 2 else 30
+    if hb.name == "numpy":  # himalaya's search, ~3x faster on CPU (see _kernel_search)
+        gammas = n_iter if len(k_train) == 2 else _dirichlet_gammas(len(k_train), n_iter)
+        return _search_fold(np.stack(k_train), y_train, np.stack(k_test), gammas, alphas, inner_cv)
     model = MultipleKernelRidgeCV(
         kernels="precomputed", fit_intercept=True, cv=inner_cv, random_state=0,
         solver_params=dict(n_iter=n_iter, alphas=np.asarray(alphas, dtype=np.float64), progress_bar=False),

@@ -33,6 +33,29 @@ def _batches(lengths: np.ndarray, batch_size: int):
         yield order[s : s + batch_size]
 
 
+def _first_layers(model, n_layers: int):
+    """The encoder with only its first ``n_layers`` transformer layers (states of deeper layers
+    are not needed), sharing every weight with ``model``; ``model`` itself is left untouched
+    (the app shares loaded models between sessions). Models whose layers are not an
+    ``encoder.layer`` ``ModuleList`` (BERT family) are returned whole."""
+    import copy
+
+    import torch
+
+    encoder = getattr(model, "encoder", None)
+    layers = getattr(encoder, "layer", None)
+    n_layers = max(int(n_layers), 1)  # with no layer at all, transformers returns no hidden state
+    if not isinstance(layers, torch.nn.ModuleList) or n_layers >= len(layers):
+        return model
+    short_encoder = copy.copy(encoder)
+    short_encoder._modules = dict(encoder._modules)
+    short_encoder._modules["layer"] = torch.nn.ModuleList(list(layers)[:n_layers])
+    short = copy.copy(model)
+    short._modules = dict(model._modules)
+    short._modules["encoder"] = short_encoder
+    return short
+
+
 def _forward(model, tokenizer, sequences: list[list[str]], max_length: int, device: str):
     """Tokenise pre-split words (truncating from the left) and return (encoding, hidden states (L, B, T, H))."""
     import torch
@@ -100,6 +123,7 @@ def word_states(
     starts = np.maximum(start_of_group, np.arange(n) - context)
     layers = list(range(n_layers_of(model))) if layers is None else [int(x) for x in layers]
     out = np.zeros((len(layers), n, int(model.config.hidden_size)), dtype=np.float32)
+    model = _first_layers(model, max(layers))  # deeper layers would be computed for nothing
     lengths = np.array([len(w) for w in words])
     approx = np.array([lengths[starts[i] : i + 1].sum() + (i + 1 - starts[i]) for i in range(n)])
     done = 0
@@ -153,6 +177,7 @@ def window_states(
     layers = list(range(n_layers_of(model))) if layers is None else [int(x) for x in layers]
     wins = [[str(w) for w in win] for win in windows]
     out = np.zeros((len(layers), len(wins), int(model.config.hidden_size)), dtype=np.float32)
+    model = _first_layers(model, max(layers))
     nonempty = np.array([i for i, w in enumerate(wins) if w], dtype=int)
     lengths = np.array([sum(len(w) + 1 for w in wins[i]) for i in nonempty])
     done = 0
