@@ -10,16 +10,18 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from brainviz.app_support import resources, sidebar, state  # noqa: E402
+from brainviz.evaluation.speech import data_ratio, group_statistics  # noqa: E402
+from brainviz.viz import speech as vspeech  # noqa: E402
 
 DEMO = "demo: tiny random wav2vec2 (offline; pipeline check only)"
 
 ctx = sidebar.context()
 summ = ctx["summary"]
-state.page_title("Speech", simulated=bool(summ and summ.get("simulated")))
+simulated = bool(summ and summ.get("simulated"))
+state.page_title("Speech", simulated=simulated)
 state.require_dataset(summ)
 path = ctx["dataset_path"]
 ds = resources.dataset(path)
@@ -70,7 +72,7 @@ def _resolve(name: str) -> str:
 
 if st.button("Compute", key="sp_compute", type="primary"):
     from brainviz.errors import BrainvizError
-    from brainviz.evaluation.speech import data_efficiency, data_ratio, residual_alignment
+    from brainviz.evaluation.speech import data_efficiency, residual_alignment
     from brainviz.features.speech import audio_corpus, lowlevel_audio_features, speech_layer_features
 
     units = None
@@ -99,26 +101,58 @@ if st.button("Compute", key="sp_compute", type="primary"):
 result = st.session_state.get("sp_result")
 if result:
     curves = result["curves"]
-    mean = curves.groupby(["model", "minutes"], as_index=False)["mean_r"].mean()
-    fig = go.Figure()
-    for name, g in mean.groupby("model"):
-        fig.add_trace(go.Scatter(x=g["minutes"], y=g["mean_r"], mode="lines+markers", name=str(name)))
-    fig.update_layout(xaxis_title="minutes of the participant's training data", yaxis_title="mean held-out r",
-                      height=360, margin=dict(t=30))
-    st.plotly_chart(fig, use_container_width=True)
-    if {"A", "B"} <= set(mean["model"]):
+    st.plotly_chart(vspeech.data_efficiency_figure(curves, simulated=simulated), width="stretch")
+    if {"A", "B"} <= set(curves["model"]):
         st.dataframe(data_ratio(curves, "B", "A"), hide_index=True)
-    rows = []
+    parts = []
     for name, res in result["res"].items():
-        grp = result["groups"][res["unit"].to_numpy()] if result["groups"] is not None else np.full(len(res), "all")
-        for g, sub in res.assign(group=grp).groupby("group"):
-            rows.append({"model": name, "units": g, "raw": sub["r_raw"].mean(), "low-level removed": sub["r_residual"].mean(),
-                         "low-level alone": sub["r_lowlevel"].mean()})
-    table = pd.DataFrame(rows)
-    bars = go.Figure()
-    for col in ("raw", "low-level removed", "low-level alone"):
-        bars.add_trace(go.Bar(x=table["model"] + " / " + table["units"], y=table[col], name=col))
-    bars.update_layout(barmode="group", yaxis_title="mean held-out r", height=360, margin=dict(t=30))
-    st.plotly_chart(bars, use_container_width=True)
+        labels = result["groups"][res["unit"].to_numpy()] if result["groups"] is not None else np.full(len(res), "all")
+        parts.append(group_statistics(res, labels).assign(model=name))
+    table = pd.concat(parts, ignore_index=True)
+    st.plotly_chart(vspeech.alignment_bars(table, simulated=simulated), width="stretch")
     st.dataframe(table, hide_index=True)
     st.caption(f"Dataset `{Path(str(path)).name}`; participants {', '.join(chosen)}; held-out run {test_run}.")
+
+# -- downstream check ----------------------------------------------------------------------
+st.subheader("Downstream check: content vs function words")
+st.caption("`brainviz.evaluation.probe.word_class_probe`: each word's audio from its onset goes through the model, "
+           "every hidden state is mean-pooled, and a class-balanced logistic regression trained on one story tells "
+           "content from function words in the other (balanced accuracy, chance 0.5). A layer must beat the "
+           "baseline that sees only the word's spoken duration; p: test labels permuted against the fitted probe.")
+probe_models = {f"Model A: {model_a}": model_a}
+if model_b.strip():
+    probe_models[f"Model B: {model_b.strip()}"] = model_b.strip()
+for row in resources.checkpoints():
+    if row.get("error") or row.get("variant") == "(partial)" or not row.get("path"):  # pretrained: no folder
+        continue
+    if ((resources.card(row["path"]) or {}).get("train_config") or {}).get("modality") == "audio":
+        probe_models[f"checkpoint: {row['name']}"] = row["path"]
+c = st.columns([0.5, 0.25, 0.25])
+probe_label = c[0].selectbox("Model to probe", list(probe_models), key="sp_probe_model")
+probe_window = float(c[1].number_input("Audio per word (s)", 0.2, 2.0, 0.6, step=0.1, key="sp_probe_window"))
+probe_perm = int(c[2].number_input("Permutations", 0, 2000, 200, step=50, key="sp_probe_perm"))
+probe_key = (probe_models[probe_label].strip(), str(path), round(probe_window, 3), probe_perm)
+probe_cache = st.session_state.setdefault("sp_probe", {})  # (model, dataset, window, permutations) -> ProbeResult
+if st.button("Run the probe", key="sp_probe_run"):
+    from brainviz.errors import BrainvizError
+    from brainviz.evaluation.probe import word_class_probe
+
+    bar = st.progress(0.0, text="probe: loading the model…")
+    try:
+        probe_cache[probe_key] = word_class_probe(
+            _resolve(probe_key[0]), ds, window=probe_window, n_permutations=probe_perm,
+            progress=lambda f, m: bar.progress(min(1.0, float(f)), text=f"probe: {m}"))
+        bar.progress(1.0, text="probe: done")
+    except (BrainvizError, ValueError) as exc:
+        bar.empty()
+        st.error(str(exc))
+
+probe = probe_cache.get(probe_key)
+if probe is not None:
+    t = probe.table
+    sim = " (simulated data)" if probe.meta.get("simulated") else ""
+    st.plotly_chart(vspeech.probe_bars(t, title=f"Word-class probe — {probe_label}{sim}",
+                                       simulated=bool(probe.meta.get("simulated"))), width="stretch")
+    st.dataframe(t.assign(layer=t["layer"].astype(str)), hide_index=True)
+    st.caption(f"{probe.meta['n_words']} words ({probe.meta['content_share']:.0%} content), {probe.meta['window_s']:g} s "
+               f"of audio per word, {probe.meta['n_permutations']} permutations; dataset `{Path(str(path)).name}`{sim}.")

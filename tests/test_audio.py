@@ -245,8 +245,10 @@ def test_speech_page_plays_audio_and_computes(listening_small, tmp_path, monkeyp
     at.button(key="sp_compute").click().run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[-1].value
-    assert set(table["units"]) == {"planted", "null"} and set(table["model"]) == {"A"}
-    assert np.isfinite(table[["raw", "low-level removed", "low-level alone"]].to_numpy()).all()
+    assert set(table["group"]) == {"planted", "null"} and set(table["model"]) == {"A"}
+    assert np.isfinite(table[["r_raw", "r_residual", "r_lowlevel", "se_r_raw", "p_r_raw"]].to_numpy()).all()
+    bars = at.get("plotly_chart")[-1].proto.spec
+    assert "error_y" in bars and "simulated" in bars.lower()  # SE across participants, simulated badge
 
 
 def test_data_page_plays_the_audio_of_an_example(listening_small, tmp_path, monkeypatch):  # noqa: F811

@@ -133,3 +133,63 @@ def test_malformed(ds003020, tmp_path):
     with pytest.raises(DatasetError, match=r"not a ds003020 folder"):
         import_dataset("lebel", tmp_path, tmp_path / "o2")
     assert not (tmp_path / "o2").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".o2.")]
+
+
+# --------------------------------------------------------------------------------------
+# Stimulus audio (issue 15): stimuli/{story}.wav, onset 0.0 on the TextGrid clock
+# --------------------------------------------------------------------------------------
+
+
+def write_tone_wav(path: Path, seconds: float, tone_at: float, rate: int = 16000) -> None:
+    """A quiet noise floor with a 0.5-s 440 Hz tone starting ``tone_at`` s into the file."""
+    import soundfile as sf
+
+    x = 1e-4 * np.random.default_rng(4).standard_normal(int(seconds * rate))
+    i0 = int(tone_at * rate)
+    t = np.arange(int(0.5 * rate)) / rate
+    x[i0:i0 + t.size] += 0.5 * np.sin(2 * np.pi * 440.0 * t)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x.astype(np.float32), rate, subtype="FLOAT")
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.asarray(x, dtype=np.float64) ** 2)))
+
+
+def test_audio_attached_when_present(ds003020, tmp_path):
+    # the TextGrids' last word ends at 13.95 s; souls.wav (15 s) has a tone at 5 s, alternateithicatom has no audio
+    write_tone_wav(ds003020["root"] / "stimuli" / "souls.wav", 15.0, 5.0)
+    res = import_dataset("lebel", ds003020["root"], tmp_path / "out")
+    note = next(n for n in res.notes if "no stimulus audio" in n)
+    assert "alternateithicatom" in note and "stimuli" in note and "souls" not in note.split("(")[0]
+    for subj in ("UTS01", "UTS02"):
+        ds = load_dataset(tmp_path / f"out/{subj}")
+        assert set(ds.audio) == {"souls"}
+        track = ds.audio["souls"]
+        assert track.onset == 0.0 and track.duration == pytest.approx(15.0) and "souls.wav" in track.source
+        x = track.read()
+        assert _rms(track.window(5.1, 5.4, x)) > 0.3
+        assert _rms(track.window(4.5, 4.9, x)) < 1e-3 and _rms(track.window(5.6, 6.0, x)) < 1e-3
+    # SRC = the derivative/ folder finds the same stimuli/ beside it; audio=False skips it without a note
+    res = import_dataset("lebel", ds003020["deriv"], tmp_path / "o2", participants=["1"], stories=["souls"], audio=False)
+    assert load_dataset(tmp_path / "o2/UTS01").audio == {} and not any("audio" in n for n in res.notes)
+    import_dataset("lebel", ds003020["deriv"], tmp_path / "o3", participants=["1"], stories=["souls"])
+    assert set(load_dataset(tmp_path / "o3/UTS01").audio) == {"souls"}
+
+
+def test_no_audio_note_and_bad_audio(ds003020, tmp_path, capsys):
+    from brainviz.cli import main
+
+    res = import_dataset("lebel", ds003020["root"], tmp_path / "o1", participants=["1"])
+    assert load_dataset(tmp_path / "o1/UTS01").audio == {}
+    assert any("no stimulus audio" in n and "alternateithicatom" in n and "souls" in n for n in res.notes)
+    # too short for its words (10 s < 13.95 s): error naming the file, nothing written
+    write_tone_wav(ds003020["root"] / "stimuli" / "souls.wav", 10.0, 5.0)
+    with pytest.raises(DatasetError, match=r"souls.wav.*audio too short for its words"):
+        import_dataset("lebel", ds003020["root"], tmp_path / "o2")
+    rc = main(["import", "lebel", str(ds003020["root"]), "--out", str(tmp_path / "o2")])
+    assert rc != 0 and "souls.wav" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".o2.")]
+    # --no-audio imports the rest
+    rc = main(["import", "lebel", str(ds003020["root"]), "--participants", "1", "--no-audio", "--out", str(tmp_path / "o3")])
+    assert rc == 0 and load_dataset(tmp_path / "o3/UTS01").audio == {}

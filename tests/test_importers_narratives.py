@@ -227,3 +227,83 @@ def test_read_gentle_json_and_bad_csv(tmp_path):
     bad.write_text("a,a,1.0\n")
     with pytest.raises(DatasetError, match="expected 4 columns"):
         read_gentle(bad)
+
+
+# --------------------------------------------------------------------------------------
+# Stimulus audio (issue 15)
+# --------------------------------------------------------------------------------------
+
+SR = 16000
+
+
+def write_tone_wav(path: Path, seconds: float, tone_at: float, rate: int = SR, freq: float = 440.0) -> None:
+    """A quiet noise floor with a 0.5-s tone starting ``tone_at`` s into the file."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(3)
+    x = 1e-4 * rng.standard_normal(int(seconds * rate))
+    i0 = int(tone_at * rate)
+    t = np.arange(int(0.5 * rate)) / rate
+    x[i0:i0 + t.size] += 0.5 * np.sin(2 * np.pi * freq * t)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x.astype(np.float32), rate, subtype="FLOAT")
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.asarray(x, dtype=np.float64) ** 2)))
+
+
+def test_no_audio_gives_a_note(narratives):
+    ds = load_dataset(narratives["out"])
+    assert ds.audio == {}
+    note = next(n for n in narratives["result"].notes if "no stimulus audio" in n)
+    assert "pieman_audio.wav" in note and "stimuli" in note  # says where it looked
+
+
+@pytest.mark.parametrize("clock, tone_on_run_clock", [("audio", 20.0), ("story", 5.0)])
+def test_audio_attached_on_the_transcript_clock(narratives, meta_root, tmp_path, clock, tone_on_run_clock):
+    # pieman_audio.wav (named by events.tsv's stim_file) starts with the scan; the tone is 20 s into it:
+    # transcript clock 'audio' -> onset 0, tone at 20 s; clock 'story' (zero = story event at 15 s) -> onset -15, tone at 5 s
+    # (with 'story' the transcript's last word, 30.7 s, is 45.7 s into the file: the file must be that long)
+    write_tone_wav(tmp_path / "stim" / "pieman_audio.wav", 46.0, 20.0, rate=22050)
+    res = import_dataset("narratives", meta_root, tmp_path / "o", stories=["pieman"], participants=["sub-007"], word_clock=clock,
+                         derivatives_dir=str(narratives["deriv"]), transcripts_dir=str(narratives["gentle"]),
+                         audio_dir=str(tmp_path / "stim"))
+    assert any("resampled from 22050 Hz" in n for n in res.notes) and not any("no stimulus audio" in n for n in res.notes)
+    ds = load_dataset(tmp_path / "o")
+    track = ds.audio["pieman"]
+    assert track.onset == pytest.approx(0.0 if clock == "audio" else -15.0)
+    assert track.duration == pytest.approx(46.0, abs=1e-3) and "pieman_audio.wav" in track.source
+    x = track.read()
+    tone = track.window(tone_on_run_clock + 0.1, tone_on_run_clock + 0.4, x)
+    assert _rms(tone) > 0.3 and _rms(track.window(tone_on_run_clock - 0.5, tone_on_run_clock - 0.1, x)) < 1e-3
+    assert _rms(track.window(tone_on_run_clock + 0.6, tone_on_run_clock + 1.0, x)) < 1e-3
+    # no_audio: same import without the sound and without a note about it
+    res = import_dataset("narratives", meta_root, tmp_path / "o2", stories=["pieman"], participants=["sub-007"],
+                         derivatives_dir=str(narratives["deriv"]), transcripts_dir=str(narratives["gentle"]),
+                         audio_dir=str(tmp_path / "stim"), audio=False)
+    assert load_dataset(tmp_path / "o2").audio == {} and not any("audio" in n for n in res.notes)
+
+
+def test_bad_audio_writes_nothing(narratives, meta_root, tmp_path, capsys):
+    from brainviz.cli import main
+
+    # the last transcript word ends at 15.2 + 39 * 0.4 + 0.3 = 31.1 s: a 20-s file is too short for its words
+    write_tone_wav(tmp_path / "stim" / "pieman_audio.wav", 20.0, 5.0)
+    kw = dict(stories=["pieman"], participants=["sub-007"], derivatives_dir=str(narratives["deriv"]),
+              transcripts_dir=str(narratives["gentle"]), audio_dir=str(tmp_path / "stim"))
+    with pytest.raises(DatasetError, match=r"pieman_audio.wav.*audio too short for its words"):
+        import_dataset("narratives", meta_root, tmp_path / "o", **kw)
+    assert not (tmp_path / "o").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".o.")]
+    (tmp_path / "stim" / "pieman_audio.wav").write_bytes(b"RIFF not audio")
+    with pytest.raises(DatasetError, match=r"pieman_audio.wav.*unreadable audio"):
+        import_dataset("narratives", meta_root, tmp_path / "o", **kw)
+    # required but absent -> error; the CLI's --no-audio imports without it
+    with pytest.raises(DatasetError, match=r"nothing/pieman_audio.wav: field 'audio'.*not found"):
+        import_dataset("narratives", meta_root, tmp_path / "o", **{**kw, "audio_dir": str(tmp_path / "nothing")}, audio=True)
+    assert not (tmp_path / "o").exists()
+    rc = main(["import", "narratives", str(meta_root), "--stories", "pieman", "--participants", "sub-007", "--no-audio",
+               "--derivatives-dir", str(narratives["deriv"]), "--transcripts-dir", str(narratives["gentle"]),
+               "--audio-dir", str(tmp_path / "stim"), "--out", str(tmp_path / "cli")])
+    assert rc == 0 and load_dataset(tmp_path / "cli").audio == {}
+    assert not any("audio" in n for n in json.loads(capsys.readouterr().out)["notes"])

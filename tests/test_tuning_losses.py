@@ -40,6 +40,31 @@ def test_cosine_huber_hand_computed():
     np.testing.assert_allclose(small.numpy(), [1 - cos + 0.5 * 0.25 / 2], atol=1e-6)
 
 
+def test_cosine_l2_hand_computed_zero_when_perfect_and_finite_gradient():
+    from brainviz.tuning.losses import LOSSES
+
+    assert "cosine-l2" in LOSSES
+    pred = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
+    target = torch.tensor([[1.0, 1.0], [0.0, 1.0], [3.0, 4.0]])
+    # row 0: cos = 1/sqrt(2), squared errors (0, 1) -> mean 0.5 (Huber would give 0.21)
+    # row 1: cos = 1, squared errors (0, 1) -> 0.5; row 2: perfect prediction -> 0
+    expected = [1 - 1 / math.sqrt(2) + 0.5, 0.5, 0.0]
+    loss_fn = get_loss("cosine-l2")
+    np.testing.assert_allclose(loss_fn(pred, target).numpy(), expected, atol=1e-6)
+    # large errors stay quadratic (no Huber branch): error 3 on one of 2 units -> 4.5
+    np.testing.assert_allclose(loss_fn(torch.tensor([[4.0, 1.0]]), torch.tensor([[1.0, 1.0]])).numpy(),
+                               [1 - 5 / (math.sqrt(17) * math.sqrt(2)) + 4.5], atol=1e-6)
+    # gradient: finite, and analytic for the MSE part at a point where cos = 1 (pred = 2 * target)
+    p = torch.tensor([[2.0, 4.0]], requires_grad=True)
+    loss_fn(p, torch.tensor([[1.0, 2.0]])).sum().backward()
+    assert torch.isfinite(p.grad).all()
+    np.testing.assert_allclose(p.grad.numpy(), [[1.0, 2.0]], atol=1e-5)  # d/dp mean((p - t)^2) = (p - t); d cos = 0
+    # a zero prediction (heads start at zero) still has a finite gradient
+    z = torch.zeros(2, 3, requires_grad=True)
+    loss_fn(z, torch.randn(2, 3, generator=torch.Generator().manual_seed(0))).sum().backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
 def test_unknown_loss():
     with pytest.raises(ValueError, match="unknown loss"):
         get_loss("l1")

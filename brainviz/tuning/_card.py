@@ -58,6 +58,19 @@ def dataset_hash(dataset: Dataset) -> str:
     return content_hash([(str(f.relative_to(root)), cached_file_hash(f)) for f in files if f.is_file()])
 
 
+def roi_card(spec: str | None, units: np.ndarray | None) -> dict[str, Any] | None:
+    """The card's ``roi_mask`` entry: the spec and unit count, plus, for ``glasser:PATH[:SET]``,
+    the resolved ROI set, its parcels, the atlas file read and the vertices per hemisphere."""
+    if units is None:
+        return None
+    out: dict[str, Any] = {"file": str(spec), "n_units": int(len(units))}
+    from brainviz.tuning.data import glasser_roi, is_glasser_spec
+
+    if is_glasser_spec(spec):
+        out.update(glasser_roi(str(spec), None).card())
+    return out
+
+
 def fold_prediction_path(partial: Path, seed: int, pid: str, fold: str) -> Path:
     return partial / "preds" / f"seed-{seed}" / pid / f"fold-{fold}.npz"
 
@@ -154,7 +167,8 @@ def write_checkpoint(job, progress: dict[str, Any]) -> Path:
         "head_mode": job.head_mode,
         "pooling": job.pooling,
         "preprocess": job.pre.to_dict(),
-        "roi_mask": None if job.units is None else {"file": str(cfg.roi_mask), "n_units": int(len(job.units))},
+        "roi_mask": roi_card(cfg.roi_mask, job.units),
+        "stimulus_targets": getattr(job, "stimulus_info", None),  # issue 15: stimulus-tuned
         "shuffle_targets": bool(cfg.shuffle_targets),
         "shuffle_encoder_targets": bool(cfg.shuffle_encoder_targets),
         "transfer_source": progress.get("sources"),

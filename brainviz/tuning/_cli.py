@@ -53,9 +53,10 @@ def add_parser(subparsers) -> None:
                    help="pcs:K: share of units kept as the most reliable (training windows only; default 0.05)")
     p.add_argument("--no-meg", dest="meg", action="store_false", help="joint: fMRI participants only")
     p.add_argument("--source", default="auto", help="participant-transfer: participant to tune on (default: most predictable)")
-    p.add_argument("--roi-mask", default=None, metavar="FILE.npy|planted|language:DIR",
-                   help="units to predict: a boolean mask / indices file, 'planted' (simulated ground truth) or "
-                        "'language:DIR' (language parcels atlas fetched to DIR)")
+    p.add_argument("--roi-mask", default=None, metavar="FILE.npy|planted|language:DIR|glasser:PATH[:SET]",
+                   help="units to predict: a boolean mask / indices file, 'planted' (simulated ground truth), "
+                        "'language:DIR' (language parcels atlas fetched to DIR) or 'glasser:PATH[:SET]' (a Glasser "
+                        "fsaverage5 atlas file/folder; SET late-language (default) or early-auditory)")
     p.add_argument("--shuffle-targets", action="store_true", help="null control: shuffle fMRI in time within run")
     p.add_argument("--shuffle-encoder-targets", action="store_true",
                    help="null control of the encoder alone: pcs:K components permuted in time within run, heads fitted "
@@ -72,6 +73,11 @@ def add_parser(subparsers) -> None:
                         "speech encoder (--base: a wav2vec2 / HuBERT / Whisper folder or hub id)")
     p.add_argument("--audio-chunks", type=int, default=5, metavar="N",
                    help="audio: TR-long chunks of audio before each TR (FIR delays on the raw audio; default 5)")
+    p.add_argument("--stimulus-pcs", type=int, default=16, metavar="K",
+                   help="stimulus-tuned: principal components of the MiniLM layer among the stimulus targets "
+                        "(default 16; 0 = low-level bands only)")
+    p.add_argument("--stimulus-layer", type=int, default=None, metavar="L",
+                   help="stimulus-tuned: MiniLM hidden state of those components (default: the middle one)")
     p.add_argument("--progress-file", default=None, metavar="PATH", help="append JSON lines {fraction, message}")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from brainviz.data._cli_preprocess import add_preprocess_arguments
@@ -96,6 +102,7 @@ def config_from_args(args: argparse.Namespace):
         shuffle_targets=args.shuffle_targets, shuffle_encoder_targets=args.shuffle_encoder_targets, device=args.device, mixed_precision=args.mixed_precision,
         grad_accum=args.grad_accum, overwrite=args.overwrite,
         modality=args.modality, audio_chunks=args.audio_chunks,  # issue 15
+        stimulus_pcs=args.stimulus_pcs, stimulus_layer=args.stimulus_layer,  # issue 15
         preprocess=preprocess_overrides(args),
     )
 

@@ -21,7 +21,9 @@ class TrainConfig(JobConfig):
     dataset : str
         Dataset folder.
     variant : str
-        One of ``vanilla, fine-tuned, participant-transfer, meg-transfer, joint``.
+        One of ``vanilla, fine-tuned, participant-transfer, meg-transfer, joint`` or
+        ``stimulus-tuned`` (``modality="audio"`` only: the encoder tuned on stimulus features
+        instead of fMRI, then brain heads as vanilla's; see :mod:`brainviz.tuning.speech`).
     out : str
         Checkpoint folder to create (``models/NAME``); a bare name goes into the store.
     base : str
@@ -34,7 +36,7 @@ class TrainConfig(JobConfig):
     preset : str
         ``paper`` (the 2019 schedules) or ``quick`` (scaled down for a CPU).
     loss : str
-        ``mse``, ``correlation`` or ``cosine-huber``.
+        ``mse``, ``correlation``, ``cosine-huber`` or ``cosine-l2`` (:mod:`brainviz.tuning.losses`).
     lora : bool
         Full fine-tuning stages train LoRA adapters (r, alpha, dropout below) on the query /
         key / value / attention-output projections instead of all weights.
@@ -80,8 +82,11 @@ class TrainConfig(JobConfig):
         predictable one (ridge on the frozen encoder's features, training runs only).
     roi_mask : str or None
         Units to predict: a ``.npy`` file with a boolean mask (or integer indices),
-        ``planted`` (simulated data: the ground truth's planted regions) or ``language:DIR``
-        (the language parcels atlas fetched to DIR).
+        ``planted`` (simulated data: the ground truth's planted regions), ``language:DIR``
+        (the language parcels atlas fetched to DIR) or ``glasser:PATH[:SET]`` (the vertices of
+        a Glasser ROI set, ``late-language`` by default or ``early-auditory``, from a Glasser
+        fsaverage5 atlas file or folder as :func:`brainviz.data.atlases.load_glasser` reads it;
+        the card records the set and the atlas file).
     shuffle_encoder_targets : bool
         Null control of the encoder alone: with ``pcs:K`` encoder targets, the components the
         encoder learns from are permuted in time within run, while the heads are fitted on the
@@ -104,6 +109,12 @@ class TrainConfig(JobConfig):
     audio_chunks : int
         ``audio`` only: TR-long audio chunks per example, ending at the TR (FIR delays on the
         raw audio; default 5).
+    stimulus_pcs : int
+        ``stimulus-tuned`` only: principal components of the language-model layer kept as
+        stimulus targets (default 16; 0 = the low-level bands alone).
+    stimulus_layer : int or None
+        ``stimulus-tuned`` only: hidden state of the packaged MiniLM whose features give the
+        components (0 = embeddings; None = the middle one).
     """
 
     dataset: str = ""
@@ -149,6 +160,8 @@ class TrainConfig(JobConfig):
     overwrite: bool = False
     modality: str = "text"  # issue 15: "audio" = speech brain-tuning (brainviz/tuning/speech.py)
     audio_chunks: int = 5  # issue 15
+    stimulus_pcs: int = 16  # issue 15: stimulus-tuned
+    stimulus_layer: int | None = None  # issue 15: stimulus-tuned
 
     def validate(self) -> None:
         name = type(self).__name__
@@ -156,6 +169,14 @@ class TrainConfig(JobConfig):
             raise ConfigError(f"{name}.modality: expected 'text' or 'audio', got {self.modality!r}")
         if isinstance(self.audio_chunks, bool) or not isinstance(self.audio_chunks, numbers.Integral) or self.audio_chunks < 1:
             raise ConfigError(f"{name}.audio_chunks: must be an integer >= 1, got {self.audio_chunks!r}")
+        if self.variant == "stimulus-tuned" and self.modality != "audio":  # issue 15
+            raise ConfigError(f"{name}.variant: stimulus-tuned is the speech control; it needs modality 'audio' "
+                              "(--modality audio)")
+        for field, value in (("stimulus_pcs", self.stimulus_pcs), ("stimulus_layer", self.stimulus_layer)):
+            if value is None and field == "stimulus_layer":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ConfigError(f"{name}.{field}: must be an integer >= 0, got {value!r}")
         from brainviz.tuning.distributed import DistributedSettings
 
         DistributedSettings.from_config(self)  # mixed_precision / grad_accum, errors name the field
@@ -237,7 +258,7 @@ class TrainConfig(JobConfig):
             epochs = stage_epochs(self.variant, self.preset, self.epochs)
         except ValueError as exc:
             raise ConfigError(f"{name}.epochs: {exc}") from None
-        final = {s: e for s, e in epochs.items() if not s.startswith(("source-", "meg-"))}
+        final = {s: e for s, e in epochs.items() if not s.startswith(("source-", "meg-", "stimulus-"))}
         if sum(final.values()) < 1:
             raise ConfigError(f"{name}.epochs: the stages that fit the fMRI heads ({', '.join(final)}) have 0 epochs, "
                               f"which would save an untrained model; give at least 1 (got {epochs})")
@@ -272,6 +293,9 @@ class TrainConfig(JobConfig):
         out["stage_epochs"] = self.stage_epochs()
         out["stages"] = list(STAGES[self.variant])
         out["preprocess"] = self.preprocess_config().to_dict()
+        if self.variant != "stimulus-tuned":  # only the control uses them (job keys of the others unchanged)
+            out.pop("stimulus_pcs")
+            out.pop("stimulus_layer")
         return out
 
     def job_key(self) -> str:

@@ -15,6 +15,7 @@ Folds select sequences by run, so a held-out run's words never reach training.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -179,3 +180,127 @@ def _stable_int(text: str) -> int:
     from brainviz._io import content_hash
 
     return int(content_hash(text, length=8), 16)
+
+
+# --------------------------------------------------------------------------------------
+# Glasser-ROI targets (--roi-mask glasser:PATH[:SET], issue 15)
+# --------------------------------------------------------------------------------------
+
+GLASSER_PREFIX = "glasser:"
+DEFAULT_GLASSER_SET = "late-language"
+
+
+@dataclasses.dataclass(frozen=True)
+class GlasserRoi:
+    """A resolved ``--roi-mask glasser:PATH[:SET]``.
+
+    Attributes
+    ----------
+    path : str
+        The atlas file or folder as given (``load_glasser`` accepts either).
+    roi_set : str
+        Key of :data:`brainviz.data.atlases.ROI_SETS` (a Glasser set).
+    atlas_file : str
+        The label file the atlas was read from (``Atlas.source``).
+    parcels : tuple of str
+        Parcel names of the set, both hemispheres.
+    units : np.ndarray
+        Selected fsaverage5 vertex indices (int64, sorted).
+    n_left, n_right : int
+        Selected vertices per hemisphere.
+    size : int
+        Vertices of the atlas (20,484 on fsaverage5).
+    """
+
+    path: str
+    roi_set: str
+    atlas_file: str
+    parcels: tuple[str, ...]
+    units: np.ndarray
+    n_left: int
+    n_right: int
+    size: int = 20484
+
+    def card(self) -> dict:
+        """What the checkpoint card records about the ROI."""
+        return {"atlas": "glasser", "atlas_path": self.path, "atlas_file": self.atlas_file, "roi_set": self.roi_set,
+                "parcels": list(self.parcels), "n_left": self.n_left, "n_right": self.n_right}
+
+
+def is_glasser_spec(spec: object) -> bool:
+    """True when a ``roi_mask`` value is a ``glasser:PATH[:SET]`` spec."""
+    return isinstance(spec, str) and spec.startswith(GLASSER_PREFIX)
+
+
+def parse_glasser_spec(spec: str) -> tuple[str, str]:
+    """``glasser:PATH[:SET]`` -> ``(PATH, SET)``; SET defaults to ``late-language``.
+
+    A trailing ``:SET`` is taken as the set unless ``PATH:SET`` as a whole names an existing
+    file or folder. Raises :class:`~brainviz.errors.DatasetError` (field ``roi_mask``) for an
+    empty path or a SET that is not a Glasser key of ``ROI_SETS``.
+    """
+    from pathlib import Path
+
+    from brainviz.data.atlases import ROI_SETS
+
+    if not is_glasser_spec(spec):
+        raise ValueError(f"not a glasser ROI spec: {spec!r}")
+    rest = spec[len(GLASSER_PREFIX):]
+    path, roi_set = rest, DEFAULT_GLASSER_SET
+    if ":" in rest and not Path(rest).exists():
+        path, roi_set = rest.rsplit(":", 1)
+    glasser_sets = sorted(k for k, v in ROI_SETS.items() if v.atlas == "glasser")
+    if not path:
+        raise DatasetError(f"{spec!r}: expected glasser:PATH[:SET] with PATH a Glasser fsaverage5 atlas file or "
+                           "folder (e.g. the ENIGMA toolbox folder)", field="roi_mask")
+    if roi_set not in glasser_sets:
+        raise DatasetError(f"{spec!r}: unknown Glasser ROI set {roi_set!r}; expected one of {glasser_sets}",
+                           field="roi_mask")
+    return path, roi_set
+
+
+def glasser_roi(spec: str, n_units: int | None = None) -> GlasserRoi:
+    """Resolve ``glasser:PATH[:SET]``: the fsaverage5 vertices of a Glasser ROI set.
+
+    Parameters
+    ----------
+    spec : str
+        ``glasser:PATH[:SET]``; PATH as :func:`brainviz.data.atlases.load_glasser` accepts it
+        (an ENIGMA-style folder, an ``lh.HCP-MMP1.annot`` pair, a label vector with its name
+        list beside it), SET a Glasser key of ``ROI_SETS`` (default ``late-language``;
+        ``early-auditory`` is the low-level control).
+    n_units : int, optional
+        Units of the data; must equal the atlas's 20,484 fsaverage5 vertices when given.
+
+    Returns
+    -------
+    GlasserRoi
+
+    Raises
+    ------
+    brainviz.errors.DatasetError
+        Field ``roi_mask``: a wrong path, an unreadable atlas, an unknown set, a set that
+        selects nothing, or data not on fsaverage5.
+    """
+    roi = _resolve_glasser(str(spec))
+    if n_units is not None and roi.size != int(n_units):
+        raise DatasetError(f"{spec!r}: the Glasser atlas has {roi.size} fsaverage5 vertices, the data "
+                           f"{n_units} units (Glasser targets need fsaverage5 data)", file=roi.path, field="roi_mask")
+    return roi
+
+
+@functools.lru_cache(maxsize=8)  # the job resolves it at its checks, the card again when it is written
+def _resolve_glasser(spec: str) -> GlasserRoi:
+    from brainviz.data.atlases import ROI_SETS, load_glasser, roi_mask
+    from brainviz.surface import N_PER_HEMI
+
+    path, roi_set = parse_glasser_spec(spec)
+    try:
+        atlas = load_glasser(path)
+        mask = roi_mask(atlas, roi_set)
+    except (DatasetError, OSError, ValueError) as exc:
+        raise DatasetError(f"{spec!r}: cannot resolve the Glasser ROI ({exc})", file=path, field="roi_mask") from None
+    units = np.flatnonzero(mask).astype(np.int64)
+    units.setflags(write=False)
+    return GlasserRoi(path, roi_set, str(atlas.source), tuple(ROI_SETS[roi_set].names()), units,
+                      int(np.sum(units < N_PER_HEMI)), int(np.sum(units >= N_PER_HEMI)), int(mask.shape[0]))

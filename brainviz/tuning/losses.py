@@ -3,7 +3,9 @@
 - ``mse``: mean over units of the squared error (the 2019 paper's loss, default);
 - ``correlation``: 1 - Pearson r across units, per example (spatial correlation);
 - ``cosine-huber``: (1 - cosine similarity) + Huber loss with delta 0.6, mean over units
-  (the multi-participant papers' cosine + L2-like loss, made robust to outliers).
+  (what the multi-participant paper's code runs as its "cosine + L2" loss, see :func:`cosine_l2`);
+- ``cosine-l2``: (1 - cosine similarity) + mean squared error over units, unweighted (the
+  speech papers' cosine + L2 loss as named in their text).
 
 :func:`combine` sums per-target losses with multi-task weights proportional to
 1 / (number of training examples of the target).
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:  # torch is imported on first use, so the CLI's --help stays fast
     import torch
 
-LOSSES = ("mse", "correlation", "cosine-huber")
+LOSSES = ("mse", "correlation", "cosine-huber", "cosine-l2")
 HUBER_DELTA = 0.6
 EPS = 1e-8
 
@@ -40,8 +42,35 @@ def cosine_huber(pred: torch.Tensor, target: torch.Tensor, delta: float = HUBER_
     return (1.0 - cos) + huber
 
 
+def cosine_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cosine + L2 loss per example: ``(1 - cos(pred, target)) + mean((pred - target) ** 2)``.
+
+    The speech brain-tuning papers (Moussa & Toneva 2025, "Brain-tuning improves
+    generalizability and efficiency of brain alignment in speech models") list L2,
+    correlation and "cosine+L2" losses; the text available to us (a summary page) gives no
+    weighting between the two terms, so they are summed with weight 1 each. The authors'
+    released code (``cosl2_loss_function`` in github.com/bridge-ai-neuro/multi-brain-tuning,
+    ``src/train_utils.py``) also sums the two terms unweighted, but its "L2" term is a Huber
+    loss with delta 0.6 (that variant is :func:`cosine_huber`, ``--loss cosine-huber``).
+
+    Parameters
+    ----------
+    pred, target : torch.Tensor
+        ``(n_examples, n_units)``; rows are examples.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n_examples,)`` loss values (0 for a perfect prediction of a non-zero target).
+    """
+    import torch.nn.functional as F
+
+    cos = F.cosine_similarity(pred, target, dim=-1, eps=EPS)
+    return (1.0 - cos) + mse(pred, target)
+
+
 _BY_NAME: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "mse": mse, "correlation": correlation, "cosine-huber": cosine_huber,
+    "mse": mse, "correlation": correlation, "cosine-huber": cosine_huber, "cosine-l2": cosine_l2,
 }
 
 

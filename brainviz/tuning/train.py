@@ -261,6 +261,11 @@ class TrainJob:
             )
         self._fold_masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._links: dict[str, str] = {}
+        self.stimulus_info = None
+        if cfg.variant == "stimulus-tuned":  # issue 15: per-fold stimulus targets of the encoder (tuning/speech.py)
+            from brainviz.tuning.speech import add_stimulus_targets
+
+            self.stimulus_info = add_stimulus_targets(self)
         for pid in self.fmri_all:
             t = self.corpus.fmri[pid]
             for fold in self.folds:
@@ -346,6 +351,10 @@ def _load_roi_mask(spec: str, n_units: int, dataset: Dataset | None = None) -> n
     ground truth's planted regions) or ``language:DIR`` (the language parcels atlas fetched to
     DIR with ``python -m brainviz fetch atlas language --dest DIR``)."""
     spec = str(spec)
+    if spec.startswith("glasser:"):  # issue 15: glasser:PATH[:SET] (brainviz/tuning/data.py)
+        from brainviz.tuning.data import glasser_roi
+
+        return glasser_roi(spec, n_units).units
     if spec == "planted":
         root = Path(dataset.path) if dataset is not None and dataset.path else None
         path = root / "ground_truth" / "planted_mask.npy" if root else None

@@ -12,7 +12,16 @@ participant-transfer   source: heads 2, full 18; others: heads 10  source, then 
 meg-transfer           MEG: heads 10, full 20; fMRI: heads 10,     MEG (all MEG participants
                        full 20                                    jointly), then each fMRI one
 joint                  heads 10, full 50                          one for all fMRI + all MEG
+stimulus-tuned         stimulus: heads 10, full 20; brain heads   stimulus (encoder tuned on
+(``--modality audio``)  30 (vanilla's)                            stimulus features), then the
+                                                                  brain fit(s) as vanilla's
 =====================  =========================================  ============================
+
+``stimulus-tuned`` is the speech papers' control (issue 15): the encoder is tuned exactly as
+``fine-tuned`` tunes it (same stages, epochs, loss, LoRA / full), but on stimulus features
+of the same TR grid instead of fMRI (:mod:`brainviz.tuning.speech`), and the brain heads are
+then fitted on the tuned encoder with vanilla's schedule and data order, so that ``compare
+fine-tuned stimulus-tuned`` isolates what brain data adds.
 
 The ``quick`` preset keeps the fMRI heads-only epochs (cheap: the frozen encoder's features are
 cached), halves the MEG heads-only epochs (the MEG head has sensors x bins x participants =
@@ -26,12 +35,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-VARIANTS = ("vanilla", "fine-tuned", "participant-transfer", "meg-transfer", "joint")
+VARIANTS = ("vanilla", "fine-tuned", "participant-transfer", "meg-transfer", "joint", "stimulus-tuned")
 PRESETS = ("paper", "quick")
 QUICK_LR = 2e-4          # encoder learning rate of the quick recipe (see docs/tuning.md)
 QUICK_POOLING = "mean"
 MEG_VARIANTS = ("meg-transfer", "joint")
 ALL_GROUP = "_all"  # group of a vanilla / fine-tuned fit of all participants together
+STIMULUS_GROUP = "_stimulus"  # stimulus-tuned: the fit that tunes the encoder on stimulus features
 
 # Stage names of each variant, in the order of the --epochs override.
 STAGES: dict[str, tuple[str, ...]] = {
@@ -40,6 +50,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "participant-transfer": ("source-heads", "source-full", "target-heads"),
     "meg-transfer": ("meg-heads", "meg-full", "fmri-heads", "fmri-full"),
     "joint": ("heads", "full"),
+    "stimulus-tuned": ("stimulus-heads", "stimulus-full", "heads"),
 }
 
 EPOCHS: dict[str, dict[str, tuple[int, ...]]] = {
@@ -49,6 +60,7 @@ EPOCHS: dict[str, dict[str, tuple[int, ...]]] = {
         "participant-transfer": (2, 18, 10),
         "meg-transfer": (10, 20, 10, 20),
         "joint": (10, 50),
+        "stimulus-tuned": (10, 20, 30),   # fine-tuned's heads + full, then vanilla's heads
     },
     "quick": {
         "vanilla": (13,),
@@ -56,6 +68,7 @@ EPOCHS: dict[str, dict[str, tuple[int, ...]]] = {
         "participant-transfer": (2, 2, 10),
         "meg-transfer": (5, 1, 10, 1),
         "joint": (5, 2),
+        "stimulus-tuned": (10, 3, 13),
     },
 }
 
@@ -138,6 +151,12 @@ def fit_id(group: str, fold: str, seed: int) -> str:
     return f"{group}/fold-{fold}/seed-{seed}"
 
 
+def stimulus_target(fold: str) -> str:
+    """Name of the stimulus-feature target of ``fold`` (its z-scoring and components use the
+    fold's training runs only, so every fold has its own)."""
+    return f"{STIMULUS_GROUP}-{fold}"
+
+
 def stage_epochs(variant: str, preset: str, override: tuple[int, ...] = ()) -> dict[str, int]:
     """Epochs of each stage of a variant: the preset's, or ``override`` (same order)."""
     names = STAGES[variant]
@@ -161,6 +180,9 @@ def build_plan(
     together: bool = False,
 ) -> list[FitSpec]:
     """All fits of a training job in the order they run (seed, fold, then group).
+
+    ``stimulus-tuned``: per fold and seed, the ``_stimulus`` fit (target
+    :func:`stimulus_target`) tunes the encoder; the brain fits start from its encoder.
 
     ``together`` (vanilla / fine-tuned): one fit ``_all`` for all participants (each window
     passes the encoder once per batch whatever the number of participants) instead of one
@@ -199,6 +221,17 @@ def build_plan(
             elif variant == "joint":
                 plan.append(FitSpec("_joint", fold, seed, tuple(participants), tuple(meg_participants) if joint_meg else (),
                                     (Stage("heads", epochs["heads"]), Stage("full", epochs["full"])), tuple(participants)))
+            elif variant == "stimulus-tuned":
+                source = FitSpec(STIMULUS_GROUP, fold, seed, (stimulus_target(fold),), (),
+                                 (Stage("heads", epochs["stimulus-heads"]), Stage("full", epochs["stimulus-full"])), ())
+                plan.append(source)
+                stages = (Stage("heads", epochs["heads"]),)  # vanilla's stage: same fit id, data order, zero heads
+                if together and len(participants) > 1:
+                    plan.append(FitSpec(ALL_GROUP, fold, seed, tuple(participants), (), stages, tuple(participants),
+                                        init=source.id))
+                    continue
+                for pid in participants:
+                    plan.append(FitSpec(pid, fold, seed, (pid,), (), stages, (pid,), init=source.id))
             else:
                 raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     return plan

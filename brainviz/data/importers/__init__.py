@@ -35,8 +35,9 @@ FORMATS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
     "harry-potter-meg": ("harry_potter:import_harry_potter_meg", {"bin_width": 0.025, "word_duration": 0.5}, True, False),
     "narratives": ("narratives:import_narratives",
                    {"source": "auto", "derivative": "auto", "word_clock": "audio", "derivatives_dir": None,
-                    "transcripts_dir": None}, True, True),
-    "lebel": ("lebel:import_lebel", {"mask": None, "tr": 2.0, "first_tr_time": 10.0, "check_respdict": True}, True, True),
+                    "transcripts_dir": None, "audio": None, "audio_dir": None}, True, True),  # audio: issue 15
+    "lebel": ("lebel:import_lebel", {"mask": None, "tr": 2.0, "first_tr_time": 10.0, "check_respdict": True,
+                                      "audio": None, "audio_dir": None}, True, True),  # audio: issue 15
     "generic": ("generic:import_generic",
                 {"tr": None, "fmri": (), "space": "auto", "template": "MNI", "mask": None, "run_lengths": None,
                  "modality": "reading", "licence": "", "citation": "", "source": "",

@@ -49,6 +49,10 @@ def _format_options(fmt: str, f: argparse.ArgumentParser) -> None:
         f.add_argument("--word-duration", type=float, default=0.5, help="RSVP s per token for reconstructed onsets (default 0.5)")
     elif fmt in ("narratives", "lebel"):
         f.add_argument("--stories", nargs="+", metavar="S", help="only these stories")
+        stim = "SRC/stimuli/<stim_file of events.tsv>" if fmt == "narratives" else "SRC/stimuli/<story>.wav"
+        f.add_argument("--no-audio", action="store_true",
+                       help=f"do not attach the stimulus audio (default: attach {stim} when present, note when absent)")
+        f.add_argument("--audio-dir", help="folder holding the stimulus audio (default SRC/stimuli)")
     if fmt == "narratives":
         f.add_argument("--source", choices=("auto", "fsaverage6", "MNI"), default="auto",
                        help="BOLD derivative space to read (default auto: fsaverage6 when present)")
@@ -95,9 +99,11 @@ def run(args: argparse.Namespace) -> int:
         opts.update(bin_width=args.bin_width, word_duration=args.word_duration)
     elif fmt == "narratives":
         opts.update(source=args.source, derivative=args.derivative, word_clock=args.word_clock,
-                    derivatives_dir=args.derivatives_dir, transcripts_dir=args.transcripts_dir)
+                    derivatives_dir=args.derivatives_dir, transcripts_dir=args.transcripts_dir,
+                    audio=False if args.no_audio else None, audio_dir=args.audio_dir)
     elif fmt == "lebel":
-        opts.update(mask=args.mask, tr=args.tr, first_tr_time=args.first_tr_time, check_respdict=not args.ignore_respdict)
+        opts.update(mask=args.mask, tr=args.tr, first_tr_time=args.first_tr_time, check_respdict=not args.ignore_respdict,
+                    audio=False if args.no_audio else None, audio_dir=args.audio_dir)
     elif fmt == "generic":
         lengths = None
         if args.run_lengths:

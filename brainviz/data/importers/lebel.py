@@ -24,6 +24,10 @@ number of rows raises an error (``check_respdict=False`` skips the check).
 
 Each subject has its own native voxel set, so every participant is a separate dataset under
 ``--out`` (``collection.json`` lists them).
+
+Audio (optional, issue 15): ``stimuli/{story}.wav`` of the ds003020 root is attached to the
+story's run with onset 0.0 on the TextGrid clock (TextGrid time 0 = start of the story audio);
+see :func:`import_lebel`.
 """
 
 from __future__ import annotations
@@ -126,6 +130,47 @@ def _mask_space(mask_path: Path, n_cols: int, hf5: Path) -> Space:
     return Space(kind="volume", template="native", affine=np.asarray(img.affine, dtype=float), shape=tuple(int(s) for s in mask.shape), coords=coords)
 
 
+def _audio_tracks(pre: Path, subjects: Sequence[str], stories: Sequence[str] | None, grids: Path,
+                  words_cache: dict[str, pd.DataFrame], audio_root: Path, audio: bool | None):
+    """Audio of every story to import (issue 15): ``(tracks by story, notes)``, read and checked
+    before anything is written (:func:`brainviz.data.audio.load_audio_tracks`, onset 0.0)."""
+    from brainviz.data.audio import AUDIO_SUFFIXES, load_audio_tracks
+
+    if audio is False:
+        return {}, []
+    wanted: list[str] = []
+    for subj in subjects:
+        for p in sorted((pre / subj).glob("*.hf5")):
+            if (not stories or p.stem in stories) and p.stem not in wanted:
+                wanted.append(p.stem)
+    files: dict[str, Path] = {}
+    missing: list[str] = []
+    for story in wanted:
+        found = [audio_root / f"{story}{suf}" for suf in AUDIO_SUFFIXES if (audio_root / f"{story}{suf}").is_file()]
+        if found:
+            files[story] = found[0]
+        else:
+            missing.append(story)
+    if missing and audio:
+        raise DatasetError(f"stimulus audio of story {missing[0]!r} not found (audio=True requires it)",
+                           file=audio_root / f"{missing[0]}.wav", field="audio")
+    notes = []
+    if missing:
+        notes.append(f"no stimulus audio found for stories {missing} (looked for {audio_root}/<story>.wav or .flac); "
+                     "imported without it")
+    if not files:
+        return {}, notes
+    parts = []
+    for story in files:
+        if story not in words_cache:
+            words_cache[story] = read_textgrid_words(grids / f"{story}.TextGrid")
+        parts.append(words_cache[story].assign(run=story))
+    tracks, audio_notes = load_audio_tracks(files, pd.concat(parts, ignore_index=True), {s: 0.0 for s in files})
+    for story, track in tracks.items():
+        track.source = f"ds003020 stimulus {files[story].name}"
+    return tracks, notes + audio_notes
+
+
 def import_lebel(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -136,6 +181,8 @@ def import_lebel(
     tr: float = TR,
     first_tr_time: float = FIRST_TR_TIME,
     check_respdict: bool = True,
+    audio: bool | None = None,
+    audio_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     name: str | None = None,
     progress: Progress = None,
@@ -144,6 +191,13 @@ def import_lebel(
 
     ``mask``: a mask NIfTI (voxel order as pycortex), ``'none'`` for an anonymous-voxel
     ``rois`` space, or ``None`` to use ``pycortex-db/<subject>/transforms/*/mask_thick.nii.gz``.
+
+    Audio (issue 15): ``audio_dir/{story}.wav`` (or ``.flac``; ``audio_dir`` defaults to the
+    ds003020 root's ``stimuli/``) is attached to the story's run with onset 0.0 (the TextGrid
+    clock), as ``import generic --audio`` does. ``audio=None`` (default) attaches the files
+    present and notes the missing ones, ``True`` requires them, ``False`` skips audio.
+    Unreadable, clipped or too-short files raise :class:`DatasetError` naming the file before
+    anything is written; other sample rates are resampled to 16 kHz with a note.
     """
     import h5py
 
@@ -171,7 +225,9 @@ def import_lebel(
     if out.exists() and not overwrite:
         raise OutputExistsError("already exists (choose another --out or pass --overwrite)", file=out)
     words_cache: dict[str, pd.DataFrame] = {}
-    notes: list[str] = []
+    root = src if deriv != src else src.parent  # the ds003020 root (SRC may be its derivative/ folder)
+    tracks, notes = _audio_tracks(pre, chosen, stories, grids, words_cache,
+                                  Path(audio_dir) if audio_dir else root / "stimuli", audio)
     with WorkDir(out) as work:
         datasets = {}
         for subj in chosen:
@@ -253,7 +309,8 @@ def import_lebel(
                 f"LeBel et al. 2023 story listening, subject {subj}, {len(runs)} stories; words from TextGrids on the audio clock; "
                 f"row j of a story = TR starting {first_tr_time:g} + {tr:g} j s after audio onset (authors' trimming convention).",
             )
-            datasets[pid] = Dataset(meta, stimulus, {pid: rec})
+            own = {story: tracks[story] for story in story_list if story in tracks}
+            datasets[pid] = Dataset(meta, stimulus, {pid: rec}, audio=own)
         return save_collection(
             datasets, out, overwrite, fmt="lebel",
             note=("Each ds003020 subject has its own native voxel set, and a brainviz dataset has one shared space, so every "

@@ -25,6 +25,10 @@ the scan: with ``word_clock='audio'`` (default) the transcripts are timed from t
 stimulus audio file, which starts at the earliest ``events.tsv`` row naming that file (0 s for
 pieman: the file holds the music intro); with ``word_clock='story'`` they are timed from the
 ``story`` event onset.
+
+Audio (optional): ``stimuli/{stim_file}`` (the file the story row of ``events.tsv`` names), on
+the run clock at ``file start - transcript zero`` (0 with ``word_clock='audio'``); see
+:func:`import_narratives`.
 """
 
 from __future__ import annotations
@@ -203,7 +207,12 @@ def _sidecar_tr(src: Path, pid: str, story: str, run: str, bold: Path) -> float:
     raise DatasetError("BOLD sidecar with RepetitionTime not found", file=candidates[0], field="RepetitionTime")
 
 
-def _audio_onset(src: Path, pid: str, story: str, run: str, word_clock: str) -> float:
+def _story_timing(src: Path, pid: str, story: str, run: str) -> tuple[float, float, str | None, Path]:
+    """``(story onset, audio file start, stim_file or None, events path)`` in scan seconds.
+
+    The audio file starts at the earliest ``events.tsv`` row naming the story row's ``stim_file``
+    (the story onset when the table has no ``stim_file`` column).
+    """
     path = src / pid / "func" / f"{pid}_task-{story}{run}_events.tsv"
     df = read_table(path, ["onset", "trial_type"], what="events table")
     onsets = numeric_column(df, "onset", path)
@@ -211,11 +220,55 @@ def _audio_onset(src: Path, pid: str, story: str, run: str, word_clock: str) -> 
     if rows.size == 0:
         raise DatasetError(f"no row with trial_type 'story' (trial types: {sorted(set(df['trial_type']))})", file=path, field="trial_type")
     story_onset = float(onsets[rows[0]])
-    if word_clock == "story" or "stim_file" not in df.columns:
-        return story_onset
-    stim_file = df["stim_file"].iloc[rows[0]]
-    same = np.flatnonzero(df["stim_file"].to_numpy() == stim_file)
-    return float(onsets[same].min())
+    if "stim_file" not in df.columns:
+        return story_onset, story_onset, None, path
+    stim_file = str(df["stim_file"].iloc[rows[0]]).strip()
+    same = np.flatnonzero(df["stim_file"].to_numpy() == df["stim_file"].iloc[rows[0]])
+    return story_onset, float(onsets[same].min()), (stim_file if stim_file not in ("", "n/a") else None), path
+
+
+def _audio_tracks(plan: dict[str, list[dict[str, Any]]], stimulus: pd.DataFrame, audio_root: Path, audio: bool | None):
+    """Stimulus audio of every run (issue 15): ``(tracks, notes)``, read and checked before anything is
+    written (:func:`brainviz.data.audio.load_audio_tracks`).
+
+    The file of a run is ``audio_root / stim_file`` (``{story}_audio.wav`` when the events table
+    names none). Its first sample plays at ``file start - transcript zero`` on the run's clock
+    (the transcript clock): 0 with ``word_clock='audio'``, ``file start - story onset`` with
+    ``'story'``. ``audio=None`` attaches the files that exist and notes the others, ``True``
+    requires every file, ``False`` attaches none.
+    """
+    from brainviz.data.audio import load_audio_tracks
+
+    if audio is False:
+        return {}, []
+    files: dict[str, Path] = {}
+    onsets: dict[str, float] = {}
+    notes: list[str] = []
+    for items in plan.values():
+        for it in items:
+            rn = it["run_name"]
+            path = audio_root / (it["stim_file"] or f"{it['story']}_audio.wav")
+            onset = float(it["file_start"]) - float(it["offset"])
+            if rn not in files:
+                files[rn], onsets[rn] = path, onset
+            elif files[rn] != path or abs(onsets[rn] - onset) > 1e-6:
+                notes.append(f"{rn}: participants' events disagree on the audio ({files[rn].name} at {onsets[rn]:g} s vs "
+                             f"{path.name} at {onset:g} s on the transcript clock); used the first")
+    missing = {rn: p for rn, p in files.items() if not p.is_file()}
+    if missing and audio:
+        rn, p = next(iter(missing.items()))
+        raise DatasetError(f"stimulus audio of run {rn!r} not found (audio=True requires it)", file=p, field="audio")
+    if missing:
+        notes.append(f"no stimulus audio found for run(s) {sorted(missing)} (looked for "
+                     f"{sorted({str(p) for p in missing.values()})}); imported without it")
+    present = {rn: p for rn, p in files.items() if rn not in missing}
+    if not present:
+        return {}, notes
+    words = stimulus[stimulus["run"].isin(list(present))]
+    tracks, audio_notes = load_audio_tracks(present, words, onsets)
+    for rn, track in tracks.items():
+        track.source = f"Narratives stimulus {present[rn].name}"
+    return tracks, notes + audio_notes
 
 
 def _read_gifti_pair(lh: Path, rh: Path) -> np.ndarray:
@@ -316,6 +369,8 @@ def import_narratives(
     word_clock: str = "audio",
     derivatives_dir: str | os.PathLike | None = None,
     transcripts_dir: str | os.PathLike | None = None,
+    audio: bool | None = None,
+    audio_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     name: str | None = None,
     progress: Progress = None,
@@ -328,6 +383,15 @@ def import_narratives(
     ``SRC/derivatives`` and ``SRC/stimuli/gentle``. Without ``participants``/``stories``,
     (participant, story) pairs with no BOLD file are skipped (reported in the notes); named ones
     must exist.
+
+    Audio (issue 15): each run's stimulus audio, ``audio_dir / stim_file`` (``audio_dir``
+    defaults to ``SRC/stimuli``; ``stim_file`` is named by the story row of the run's
+    ``events.tsv``, else ``{story}_audio.wav``), is attached as in ``import generic --audio``
+    with its first sample at ``file start - transcript zero`` on the run clock (0.0 with
+    ``word_clock='audio'``; e.g. -15 s for pieman with ``'story'``). ``audio=None`` (default)
+    attaches the files present and notes the missing ones, ``True`` requires them, ``False``
+    skips audio. Unreadable, clipped or too-short files raise :class:`DatasetError` naming the
+    file before anything is written; other sample rates are resampled to 16 kHz with a note.
     """
     src, out = Path(src), Path(out)
     if source not in SOURCES:
@@ -392,11 +456,13 @@ def import_narratives(
                 bold = {"kind": "MNI", "path": files["MNI"][0]}
             ref = bold.get("L") or bold.get("path")
             tr = _sidecar_tr(src, pid, story, run, ref)
-            audio_onset = _audio_onset(src, pid, story, run, word_clock)
+            story_onset, file_start, stim_file, _ = _story_timing(src, pid, story, run)
+            audio_onset = story_onset if word_clock == "story" else file_start
             key = story
             if cond not in ("", "n/a") and ((gentle_root / f"{story}{cond}").is_dir()):
                 key = f"{story}{cond}"
-            plan.setdefault(pid, []).append({"story": story, "key": key, "run": run, "bold": bold, "tr": tr, "offset": audio_onset})
+            plan.setdefault(pid, []).append({"story": story, "key": key, "run": run, "bold": bold, "tr": tr, "offset": audio_onset,
+                                             "file_start": file_start, "stim_file": stim_file})
     example = deriv_root / "afni-smooth" / "sub-XXX" / "func" / "sub-XXX_task-STORY_space-fsaverage6_hemi-L_desc-sm6.func.gii"
     for pid in (want if participants else ()):
         if pid not in plan:
@@ -434,6 +500,7 @@ def import_narratives(
         t["story"] = k
         stim_parts.append(t)
     stimulus = pd.concat(stim_parts, ignore_index=True)[["onset", "duration", "word", "run", "story", "aligned"]]
+    tracks, audio_notes = _audio_tracks(plan, stimulus, Path(audio_dir) if audio_dir else src / "stimuli", audio)
 
     if out.exists() and not overwrite:
         raise OutputExistsError("already exists (choose another --out or pass --overwrite)", file=out)
@@ -472,7 +539,7 @@ def import_narratives(
                 row += n
             data.flush()
             fmri[pid] = FMRIRecording(pid, data, tr, runs, Space(kind="fsaverage5"))
-        notes = []
+        notes = list(audio_notes)
         last_word = stimulus.groupby("run")["onset"].max().to_dict()
         for pid, rec in fmri.items():
             for r in rec.runs:
@@ -490,4 +557,4 @@ def import_narratives(
         )
         if skipped:
             notes.append(f"skipped {len(skipped)} participant/story pairs without BOLD files")
-        return save_dataset(Dataset(meta, stimulus, fmri), out, overwrite, notes=notes)
+        return save_dataset(Dataset(meta, stimulus, fmri, audio=tracks), out, overwrite, notes=notes)
