@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from _speech_fixtures import listening_small  # noqa: F401  (fixture)
+from _speech_fixtures import listening_small, speech_page_app  # noqa: F401  (fixture)
 from brainviz.cli import main
 from brainviz.data import load_dataset
 from brainviz.data.audio import SAMPLE_RATE, AudioTrack, load_audio_tracks, read_audio_file
@@ -218,26 +218,8 @@ def test_simulated_listening_dataset_has_aligned_audio(listening_small):  # noqa
 
 def test_speech_page_plays_audio_and_computes(listening_small, tmp_path, monkeypatch):  # noqa: F811
     pytest.importorskip("streamlit.testing.v1")
-    from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv("BV_TEST_DATASET", str(listening_small))
-    monkeypatch.setenv("BV_TEST_PAGE", str(Path(__file__).resolve().parents[1] / "pages" / "speech.py"))
-
-    def script():
-        import os
-        import runpy
-
-        import streamlit as st
-
-        from brainviz.app_support import resources
-
-        path = os.environ["BV_TEST_DATASET"]
-        st.session_state["_in_router"] = True  # run the page as the router would
-        st.session_state["_ctx"] = {"summary": resources.summary(path), "dataset_path": path,
-                                    "participants": ["sub-01", "sub-02"]}
-        runpy.run_path(os.environ["BV_TEST_PAGE"])
-
-    at = AppTest.from_function(script, default_timeout=300).run()
+    at = speech_page_app(listening_small, ["sub-01", "sub-02"], monkeypatch).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="sp_run").options == ["listening_1", "listening_2"]
     assert len(at.get("audio")) == 1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from _speech_fixtures import listening_small, tiny_models  # noqa: F401  (fixtures)
+from _speech_fixtures import listening_small, replay_predictions, tiny_models  # noqa: F401  (fixtures)
 from brainviz.cli import main
 from brainviz.models.speech import AudioWindows, SAMPLE_RATE, load_speech_encoder
 
@@ -91,20 +91,9 @@ def test_train_audio_end_to_end_and_reload(listening_small, tiny_models, tmp_pat
     assert set(ckpt.participants) == {"sub-01", "sub-02"}
     # the reloaded encoder + heads reproduce the stored held-out predictions
     enc, heads = load_speech_checkpoint(ft)
-    from brainviz.data import load_dataset
-    from brainviz.tuning.config import TrainConfig
-    from brainviz.tuning.speech import build_audio_corpus
-
-    ds = load_dataset(listening_small)
     units = np.flatnonzero(np.load(listening_small / "ground_truth" / "planted_mask.npy"))
-    corpus = build_audio_corpus(ds, ["sub-01"], TrainConfig(dataset="x", out="y").preprocess_config(), 5, units=units)
-    stored = ckpt.predictions("sub-01")
-    t = corpus.fmri["sub-01"]
-    rows = np.searchsorted(t.tr_index, stored["tr_index"])
-    with torch.no_grad():
-        feats = enc(**corpus.tokens.batch(t.seq[rows])).last_hidden_state[:, 0]
-        pred = heads.fmri.block(heads.fmri(feats), "sub-01").numpy()
-    np.testing.assert_allclose(pred, stored["predictions"].astype(np.float32), atol=2e-3, rtol=2e-2)
+    pred, stored = replay_predictions(ckpt, enc, heads, listening_small, units, 5)
+    np.testing.assert_allclose(pred, stored, atol=2e-3, rtol=2e-2)
     # evaluate and compare read the checkpoints like text ones
     capsys.readouterr()
     assert main(["evaluate", "--model", str(ft), "--metric", "pearson", "--out", str(tmp_path / "ev.csv")]) == 0

@@ -4,36 +4,16 @@ small simulated listening dataset with the page's demo model (a tiny random wav2
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from _speech_fixtures import listening_small  # noqa: F401  (fixture)
+from _speech_fixtures import listening_small, speech_page_app  # noqa: F401  (fixture)
 
 
 def test_speech_page_runs_the_word_class_probe(listening_small, tmp_path, monkeypatch):  # noqa: F811
     pytest.importorskip("streamlit.testing.v1")
-    from streamlit.testing.v1 import AppTest
-
     monkeypatch.setenv("BRAINVIZ_CACHE", str(tmp_path / "cache"))  # the demo model is built here
     monkeypatch.setenv("BRAINVIZ_MODELS", str(tmp_path / "models"))
-    monkeypatch.setenv("BV_TEST_DATASET", str(listening_small))
-    monkeypatch.setenv("BV_TEST_PAGE", str(Path(__file__).resolve().parents[1] / "pages" / "speech.py"))
-
-    def script():
-        import os
-        import runpy
-
-        import streamlit as st
-
-        from brainviz.app_support import resources
-
-        path = os.environ["BV_TEST_DATASET"]
-        st.session_state["_in_router"] = True  # run the page as the router would
-        st.session_state["_ctx"] = {"summary": resources.summary(path), "dataset_path": path,
-                                    "participants": ["sub-01"]}
-        runpy.run_path(os.environ["BV_TEST_PAGE"])
-
-    at = AppTest.from_function(script, default_timeout=300).run()
+    at = speech_page_app(listening_small, ["sub-01"], monkeypatch).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Downstream check" in h.value for h in at.subheader)
     assert at.selectbox(key="sp_probe_model").options[0].startswith("Model A: demo")

@@ -7,9 +7,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from _speech_fixtures import listening_small, tiny_models  # noqa: F401  (fixtures)
+from _speech_fixtures import listening_small, replay_predictions, tiny_models  # noqa: F401  (fixtures)
 from brainviz.cli import main
 
 CHUNKS = 2  # audio chunks per example (the default is 5; 2 keeps the test cheap)
@@ -46,11 +45,8 @@ def test_stimulus_targets_are_fitted_on_training_rows_only():
 
 
 def test_stimulus_tuned_end_to_end(listening_small, tiny_models, tmp_path, capsys):  # noqa: F811
-    from brainviz.data import load_dataset
     from brainviz.models import load_checkpoint
     from brainviz.models.speech import load_speech_checkpoint, load_speech_encoder
-    from brainviz.tuning.config import TrainConfig
-    from brainviz.tuning.speech import build_audio_corpus
 
     base = tiny_models["wav2vec2"]
     st = tmp_path / "st"
@@ -85,17 +81,9 @@ def test_stimulus_tuned_end_to_end(listening_small, tiny_models, tmp_path, capsy
     assert stim_heads.fmri.linear.out_features == stim["n_targets"]
     assert heads.fmri.linear.out_features == len(units)
     # tuned encoder + brain heads reproduce the stored held-out predictions of the brain units
-    ds = load_dataset(listening_small)
-    corpus = build_audio_corpus(ds, ["sub-01"], TrainConfig(dataset="x", out="y").preprocess_config(), CHUNKS,
-                                units=units)
-    stored = ckpt.predictions("sub-01")
-    assert stored["predictions"].shape[1] == len(units)
-    t = corpus.fmri["sub-01"]
-    rows = np.searchsorted(t.tr_index, stored["tr_index"])
-    with torch.no_grad():
-        feats = enc(**corpus.tokens.batch(t.seq[rows])).last_hidden_state[:, 0]
-        pred = heads.fmri.block(heads.fmri(feats), "sub-01").numpy()
-    np.testing.assert_allclose(pred, stored["predictions"].astype(np.float32), atol=2e-3, rtol=2e-2)
+    pred, stored = replay_predictions(ckpt, enc, heads, listening_small, units, CHUNKS)
+    assert stored.shape[1] == len(units)
+    np.testing.assert_allclose(pred, stored, atol=2e-3, rtol=2e-2)
     assert np.abs(pred).max() > 0  # the heads were trained (they start at zero)
 
     # brain heads exactly as vanilla's: without stimulus fine-tuning the predictions equal vanilla's
