@@ -220,7 +220,7 @@ def static_then_3d(vals, shown_mask, *, key: str, fig_title: str, cbar: str, cen
                               outline=outline, title=fig_title, subtitle=subtitle, colorbar_title=cbar,
                               simulated=sim)
     st.session_state["cmp_fig_payload"] = len(png)  # bytes sent for the map (the 3-D view replaces it when open)
-    st.image(png, output_format="PNG", caption=f"{mesh} surface, lateral and medial views; grey = not shown (curvature: light gyri, dark "
+    state.inline_png(png, caption=f"{mesh} surface, lateral and medial views; grey = not shown (curvature: light gyri, dark "
                           f"sulci); colour centred on {center:g}" + ("; outlines: " + atlas_name if atlas else ""))
     kw = dict(mask=shown_mask, threshold=thr, vmax=vmax, center=center, mesh=mesh, hemi=hemi, outline=outline,
               title=fig_title, subtitle=subtitle, colorbar_title=cbar, simulated=sim)

@@ -96,7 +96,7 @@ with tab_maps:
         vmax = cc[2].number_input("Colour max (0 = auto)", 0.0, 100.0, 0.0, 0.05, format="%.3f", key="enc_map_vmax")
         png = encviz.encoding_montage(frame, summary, col, threshold=(thr or None) if col != "layer" else None,
                                       vmax=vmax or None, hemi=hemi)
-        st.image(png, output_format="PNG", caption="Inflated surface, lateral and medial views; grey = hidden or no "
+        state.inline_png(png, caption="Inflated surface, lateral and medial views; grey = hidden or no "
                                                   "value (curvature: light gyri, dark sulci).")
         st.download_button("Montage (PNG, 2× resolution)",
                            lambda: encviz.encoding_montage(frame, summary, col, threshold=(thr or None) if col != "layer"

@@ -59,3 +59,8 @@ def require_chromium():
         pytest.skip("no Chromium/chromedriver on PATH and they cannot be installed here "
                     "(needs root and apt-get: apt-get install chromium chromium-driver)")
     return B.find_browser()
+
+
+def montages(app) -> list:
+    """The static montages an AppTest run drew (``state.inline_png``: a markdown ``<img>``)."""
+    return [m for m in app.markdown if 'class="bv-montage"' in m.value]

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "test-artifacts" / "screenshots"
 PAGES = ["Home", "Data", "Models", "Compare", "Attention", "AN–BN"]
 MAP_CSS = '[data-testid="stPlotlyChart"] .js-plotly-plot'
-MONTAGE_CSS = '[data-testid="stImage"] img'  # Compare shows the static four-view montage first
+MONTAGE_CSS = 'img.bv-montage'  # Compare shows the static four-view montage first (inline PNG)
 SERVER_LOG = SHOTS.parent / "browser-test-server.log"
 SERVER_ENV: dict[str, str] = {}
 

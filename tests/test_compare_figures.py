@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
-from _app_fixtures import demo_app_folders  # noqa: E402
+from _app_fixtures import demo_app_folders, montages  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def _tab(app, name: str) -> None:
 
 def test_static_montage_first_then_3d_on_demand(at):
     _tab(at, "Cortex")
-    imgs = at.get("image")
-    assert len(imgs) == 1                                   # the montage
+    assert len(montages(at)) == 1                           # the montage (inline PNG)
+    assert 'src="data:image/png;base64,' in montages(at)[0].value
     assert not at.get("plotly_chart")                       # no WebGL mesh yet
     assert at.session_state["cmp_fig_payload"] > 10_000    # PNG bytes of the montage
     assert at.radio(key="cmp_hemi").value == "both"
@@ -108,7 +108,7 @@ def test_static_montage_first_then_3d_on_demand(at):
 
 def test_single_model_centred_on_chance(at):
     _tab(at, "Single model")
-    assert at.get("image"), "no montage for the single-model map"
+    assert montages(at), "no montage for the single-model map"
     at.toggle(key="cmp_single_3d").set_value(True).run()
     _ok(at)
     import json
@@ -202,5 +202,5 @@ def test_new_session_from_shared_link_reuses_the_comparison(at, app_env, monkeyp
     app.switch_page("pages/compare.py").run()
     _ok(app)
     assert app.session_state["compare"]["from_cache"] is True
-    assert app.get("image"), "no montage in the new session"
+    assert montages(app), "no montage in the new session"
     assert any("Comparison ready (from cache)" in c.value for c in app.caption)
