@@ -76,39 +76,38 @@ key = (ctx["dataset_path"], story, model_src, config.key())
 several = len(stories) > 1
 
 
-# loaded once per server process (loading validates every array: ~0.5 s on the default dataset)
+# loaded once per server process (loading validates every array: ~0.5 s on the default dataset);
+# also used by _compute_all's worker thread, where no Streamlit call may run
 dataset_obj = resources.dataset(ctx["dataset_path"])
 
 
 def _compute_all(progress) -> dict:
     """Everything the page shows: this story's result, validated pairs (real and shuffled words),
     planted truth. Each step is cached on disk."""
-    path = dataset_obj  # (this runs in a worker thread: no Streamlit call here)
     out = {}
     if several:
-        out["pairs"] = validated_pairs(path, model_src, config, lambda f, m: progress(0.75 * f, m))
-        out["shuffled"] = validated_pairs(path, model_src, shuffled_config,
+        out["pairs"] = validated_pairs(dataset_obj, model_src, config, lambda f, m: progress(0.75 * f, m))
+        out["shuffled"] = validated_pairs(dataset_obj, model_src, shuffled_config,
                                           lambda f, m: progress(0.75 + 0.2 * f, "shuffled-word control: " + m))
-    out["result"] = run_coupling(path, story, model_src, config, lambda f, m: progress(0.95 + 0.05 * f, m))
+    out["result"] = run_coupling(dataset_obj, story, model_src, config, lambda f, m: progress(0.95 + 0.05 * f, m))
     if several:
-        out["recovery"] = planted_recovery(path, model_src, config, pairs=out["pairs"])
+        out["recovery"] = planted_recovery(dataset_obj, model_src, config, pairs=out["pairs"])
     return out
 
 
 def _restore() -> dict | None:
     """The view from the disk caches only (a link or a page switch), or None."""
-    path = dataset_obj
     try:
-        result = run_coupling(path, story, model_src, config, cached_only=True)
+        result = run_coupling(dataset_obj, story, model_src, config, cached_only=True)
         if result is None:
             return None
         out = {"result": result}
         if several:
-            out["pairs"] = validated_pairs(path, model_src, config, cached_only=True)
-            out["shuffled"] = validated_pairs(path, model_src, shuffled_config, cached_only=True)
+            out["pairs"] = validated_pairs(dataset_obj, model_src, config, cached_only=True)
+            out["shuffled"] = validated_pairs(dataset_obj, model_src, shuffled_config, cached_only=True)
             if out["pairs"] is None or out["shuffled"] is None:
                 return None
-            out["recovery"] = planted_recovery(path, model_src, config, pairs=out["pairs"])
+            out["recovery"] = planted_recovery(dataset_obj, model_src, config, pairs=out["pairs"])
         return out
     except Exception:  # a stale or partial cache entry: compute again
         return None

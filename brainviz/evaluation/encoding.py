@@ -394,10 +394,10 @@ def ridge_fold(
     hb = get_backend()
     xtr, xte = zscore_train(np.asarray(x_train, dtype=np.float64), np.asarray(x_test, dtype=np.float64))
     a = np.asarray(alphas, dtype=np.float64)
-    if xtr.shape[1] > xtr.shape[0] and hb.name == "numpy":  # KernelRidgeCV's search, faster on CPU
-        fit = _search_fold((xtr @ xtr.T)[None], y_train, (xte @ xtr.T)[None], np.ones((1, 1)), a, inner_cv)
-        return dataclasses.replace(fit, deltas=None)
     if xtr.shape[1] > xtr.shape[0]:
+        if hb.name == "numpy":  # KernelRidgeCV's search in brainviz's faster CPU loop (_kernel_search)
+            fit = _search_fold((xtr @ xtr.T)[None], y_train, (xte @ xtr.T)[None], np.ones((1, 1)), a, inner_cv)
+            return dataclasses.replace(fit, deltas=None)
         model = KernelRidgeCV(alphas=a, kernel="linear", fit_intercept=True, cv=inner_cv, warn=False)
     else:
         model = RidgeCV(alphas=a, fit_intercept=True, cv=inner_cv)

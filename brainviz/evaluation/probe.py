@@ -275,19 +275,12 @@ def audio_band_features(clips: np.ndarray) -> np.ndarray:
     numpy.ndarray
         ``(n, 9)`` float32.
     """
-    from brainviz.features.speech import _band_edges
+    from brainviz.features.speech import _band_edges, band_energies
 
     n_fft = 400
-    edges = _band_edges(n_fft)
-    win = np.hanning(n_fft)
-    out = np.zeros((len(clips), 1 + len(edges)), dtype=np.float32)
-    for i, c in enumerate(np.asarray(clips, dtype=np.float64)):
-        out[i, 0] = np.log(np.sqrt(np.mean(c ** 2)) + 1e-5)
-        n_frames = len(c) // n_fft
-        if n_frames:
-            power = (np.abs(np.fft.rfft(c[: n_frames * n_fft].reshape(n_frames, n_fft) * win, axis=1)) ** 2).mean(axis=0)
-            out[i, 1:] = [np.log(power[a:b].sum() + 1e-8) for a, b in edges]
-    return out
+    edges, window = _band_edges(n_fft), np.hanning(n_fft)
+    rows = [band_energies(c, n_fft, edges=edges, window=window) for c in np.asarray(clips)]
+    return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
 
 
 def keyword_probe(model: str, dataset: str | os.PathLike | Mapping[str, Any] | None = None, *,

@@ -113,6 +113,23 @@ def _band_edges(n_fft: int) -> list[tuple[int, int]]:
     return [(int(a), max(int(b), int(a) + 1)) for a, b in zip(bins[:-1], bins[1:])]
 
 
+def band_energies(clip: np.ndarray, n_fft: int = 400, *, edges: list[tuple[int, int]] | None = None,
+                  window: np.ndarray | None = None) -> np.ndarray:
+    """Log RMS and the log energy of :data:`N_BANDS` mel-spaced bands (100 Hz - 7.6 kHz, Welch-style
+    average of ``n_fft``-sample frames) of one 16 kHz clip: ``(1 + N_BANDS,)`` float64 (bands 0
+    when the clip is shorter than a frame). ``edges`` / ``window`` can be passed precomputed."""
+    edges = _band_edges(n_fft) if edges is None else edges
+    window = np.hanning(n_fft) if window is None else window
+    c = np.asarray(clip, dtype=np.float64)
+    out = np.zeros(1 + N_BANDS)
+    out[0] = np.log(np.sqrt(np.mean(c ** 2)) + 1e-5)
+    n_frames = len(c) // n_fft
+    if n_frames:
+        power = (np.abs(np.fft.rfft(c[: n_frames * n_fft].reshape(n_frames, n_fft) * window, axis=1)) ** 2).mean(axis=0)
+        out[1:] = [np.log(power[a:b].sum() + 1e-8) for a, b in edges]
+    return out
+
+
 def lowlevel_audio_features(corpus, dataset=None) -> np.ndarray:
     """Low-level acoustic bands of every sequence: ``(n_seq, C * 10)`` float32.
 
@@ -132,13 +149,7 @@ def lowlevel_audio_features(corpus, dataset=None) -> np.ndarray:
     for i in range(len(win)):
         x = win.samples(i)
         for k in range(win.n_chunks):
-            c = x[k]
-            out[i, k, 0] = np.log(np.sqrt(np.mean(c.astype(np.float64) ** 2)) + 1e-5)
-            n_frames = len(c) // n_fft
-            if n_frames:
-                frames = c[: n_frames * n_fft].reshape(n_frames, n_fft) * window
-                power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2).mean(axis=0)
-                out[i, k, 1 : 1 + N_BANDS] = [np.log(power[a:b].sum() + 1e-8) for a, b in edges]
+            out[i, k, : 1 + N_BANDS] = band_energies(x[k], n_fft, edges=edges, window=window)
             if onsets_by_run:
                 on = onsets_by_run.get(win.runs[i], np.zeros(0))
                 end = win.ends[i] - (win.n_chunks - 1 - k) * win.chunk_s
