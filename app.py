@@ -9,7 +9,7 @@ import streamlit as st
 # an emoji icon becomes an inline data: SVG favicon; a ":material/…:" icon would be fetched from the internet
 st.set_page_config(page_title="brainviz", page_icon="🧠", layout="wide")
 
-from brainviz.app_support import logs, sidebar, state  # noqa: E402
+from brainviz.app_support import logs, resources, sidebar, state  # noqa: E402
 from brainviz.errors import BrainvizError  # noqa: E402
 
 PAGES = [
@@ -42,6 +42,8 @@ except BrainvizError as exc:  # bad input (a broken dataset, checkpoint, link va
     st.error(f"{type(exc).__name__}: {exc}")
 finally:
     st.session_state["_in_router"] = False
+    state.draw_deferred()  # widgets a page sent after its main figure (state.draw_later)
     state.keep_all()
     state.write_query()
     state.run_marker()
+    resources.warm_up()  # once per server, after its first run: imports and look-ups the pages need

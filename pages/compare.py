@@ -42,40 +42,51 @@ st.markdown(f"**A** = `{model_a}` · **B** = `{model_b}` · participants: {', '.
             + ("" if set(ctx["participants"]) <= set(both) or not chosen else
                f"  \n_(only participants predicted by both models are used; both have {', '.join(both)})_"))
 
-with st.expander("Comparison settings", expanded=False):
+# The montage is sent before the page's widgets (state.draw_later: a new tab drew it ~0.2 s sooner).
+# Widgets keep their place (containers created in layout order); their values are read from
+# st.session_state, prepared by state.widget_value, before they are drawn.
+settings_box = st.expander("Comparison settings", expanded=False, key="cmp_settings", on_change="rerun")
+level_opts = ["group", "participant"] if len(pids) >= 2 else ["participant"]
+alpha_opts = [0.001, 0.01, 0.05, 0.1]
+state.widget_value("cmp_n", 1000, qp="n", min_value=10, max_value=10000)
+state.widget_value("cmp_k", 20, qp="k", min_value=2, max_value=100)
+state.widget_value("cmp_fdr", "bh", qp="fdr", options=["bh", "by", "none"])
+state.widget_value("cmp_seed", 0, qp="seed", min_value=0)
+state.widget_value("cmp_alpha", 0.05, qp="alpha", options=alpha_opts)
+state.widget_value("cmp_level", level_opts[0], qp="level", options=level_opts)
+test_opts = {"group": ["auto", "ttest-by-run", "ttest", "sign-flip"],
+             "participant": ["block-sign-flip", "runs-ttest", "paper-initializations"]}[st.session_state["cmp_level"]]
+state.widget_value("cmp_test", test_opts[0], qp="test", options=test_opts)
+state.widget_value("cmp_nperm", 10000, qp="nperm", min_value=100, max_value=100000)
+state.widget_value("cmp_block", 20.0, qp="block", min_value=4.0, max_value=120.0)
+n_samples, k, fdr, seed, test_alpha, level, test, n_perm, block_s = (
+    st.session_state[key] for key in ("cmp_n", "cmp_k", "cmp_fdr", "cmp_seed", "cmp_alpha", "cmp_level", "cmp_test",
+                                      "cmp_nperm", "cmp_block"))
+
+
+def comparison_settings() -> None:
     c = st.columns(5)
-    state.widget_value("cmp_n", 1000, qp="n", min_value=10, max_value=10000)
-    n_samples = c[0].number_input("20-vs-20 draws per run", min_value=10, max_value=10000, step=50, key="cmp_n")
-    state.widget_value("cmp_k", 20, qp="k", min_value=2, max_value=100)
-    k = c[1].number_input("k (rows per draw)", min_value=2, max_value=100, key="cmp_k")
-    state.widget_value("cmp_fdr", "bh", qp="fdr", options=["bh", "by", "none"])
-    fdr = c[2].selectbox("FDR", ["bh", "by", "none"], key="cmp_fdr")
-    state.widget_value("cmp_seed", 0, qp="seed", min_value=0)
-    seed = c[3].number_input("draw seed", min_value=0, step=1, key="cmp_seed")
-    alpha_opts = [0.001, 0.01, 0.05, 0.1]
-    state.widget_value("cmp_alpha", 0.05, qp="alpha", options=alpha_opts)
-    test_alpha = c[4].selectbox("significance level (q ≤)", alpha_opts, key="cmp_alpha")
+    c[0].number_input("20-vs-20 draws per run", min_value=10, max_value=10000, step=50, key="cmp_n")
+    c[1].number_input("k (rows per draw)", min_value=2, max_value=100, key="cmp_k")
+    c[2].selectbox("FDR", ["bh", "by", "none"], key="cmp_fdr")
+    c[3].number_input("draw seed", min_value=0, step=1, key="cmp_seed")
+    c[4].selectbox("significance level (q ≤)", alpha_opts, key="cmp_alpha")
     c = st.columns(4)
-    level_opts = ["group", "participant"] if len(pids) >= 2 else ["participant"]
-    state.widget_value("cmp_level", level_opts[0], qp="level", options=level_opts)
-    level = c[0].selectbox("Test level", level_opts, key="cmp_level",
-                           help="group: random effects across participants (does A predict brains better than B?); "
-                                "participant: within each participant, across blocks of held-out TRs or runs. "
-                                "Seeds are averaged, never used as samples.")
-    test_opts = {"group": ["auto", "ttest-by-run", "ttest", "sign-flip"],
-                 "participant": ["block-sign-flip", "runs-ttest", "paper-initializations"]}[level]
-    state.widget_value("cmp_test", test_opts[0], qp="test", options=test_opts)
-    test = c[1].selectbox("Test", test_opts, key="cmp_test",
-                          help="group auto = ttest-by-run when a model was fitted on several participants' data "
-                               "(shared head, e.g. the default pair: its run-averaged t-test is anti-conservative), "
-                               "else ttest. paper-initializations = the 2019 paper's t-test across seeds on one test "
-                               "set: it measures training stability and fails our calibration as a test of A vs B.")
-    state.widget_value("cmp_nperm", 10000, qp="nperm", min_value=100, max_value=100000)
-    n_perm = c[2].number_input("sign flips (permutation tests)", min_value=100, max_value=100000, step=1000,
-                               key="cmp_nperm")
-    state.widget_value("cmp_block", 20.0, qp="block", min_value=4.0, max_value=120.0)
-    block_s = c[3].number_input("block length (s, block-sign-flip)", min_value=4.0, max_value=120.0, step=2.0,
-                                key="cmp_block")
+    c[0].selectbox("Test level", level_opts, key="cmp_level",
+                   help="group: random effects across participants (does A predict brains better than B?); "
+                        "participant: within each participant, across blocks of held-out TRs or runs. "
+                        "Seeds are averaged, never used as samples.")
+    c[1].selectbox("Test", test_opts, key="cmp_test",
+                   help="group auto = ttest-by-run when a model was fitted on several participants' data "
+                        "(shared head, e.g. the default pair: its run-averaged t-test is anti-conservative), "
+                        "else ttest. paper-initializations = the 2019 paper's t-test across seeds on one test "
+                        "set: it measures training stability and fails our calibration as a test of A vs B.")
+    c[2].number_input("sign flips (permutation tests)", min_value=100, max_value=100000, step=1000, key="cmp_nperm")
+    c[3].number_input("block length (s, block-sign-flip)", min_value=4.0, max_value=120.0, step=2.0, key="cmp_block")
+
+
+if settings_box.open:  # lazy: nine widgets fewer for the browser to draw while it is closed
+    state.draw_later(comparison_settings, settings_box)
 
 from brainviz.evaluation import CompareConfig  # noqa: E402
 
@@ -107,6 +118,7 @@ if clicked or auto:
         st.session_state["compare"] = {"key": run_key, "maps": maps, "result": result, "from_cache": True}
         st.caption("Comparison ready (from cache)")
     else:
+        state.draw_deferred()  # the settings stay visible while the comparison runs
         with st.status("Comparing A and B…", expanded=True) as status:
             bar = st.progress(0.0, text="loading held-out predictions")
             try:
@@ -133,42 +145,52 @@ if not res or res["key"] != run_key:
 maps: compute.CompareMaps = res["maps"]
 names = maps.names
 
-# ---- display controls ---------------------------------------------------------------
-c = st.columns(3)
+# ---- display controls (drawn after the montage, see state.draw_later) -----------------
+view_box = st.container()
 q_opts = [0.001, 0.005, 0.01, 0.05, 0.1, 1.0]
 state.widget_value("cmp_q", maps.alpha if maps.alpha in q_opts else 0.05, qp="q", options=q_opts)
-alpha = c[0].select_slider("Display threshold: show q <", q_opts, key="cmp_q",
-                           help="Only changes what the maps show. 'Significant' is fixed by the test and its level "
-                                "in Comparison settings.")
+alpha = st.session_state["cmp_q"]
 group_ok = maps.group is not None
 view_opts = (["group (all participants)"] if group_ok else []) + list(maps.participants)
 state.widget_value("cmp_vp", view_opts[0], qp="vp", options=view_opts)
-who = c[1].selectbox("Participant", view_opts, key="cmp_vp")
+who = st.session_state["cmp_vp"]
 participant = None if (group_ok and who == view_opts[0]) else who
 atlas_opts = resources.atlas_options(ctx["dataset_path"])
 state.widget_value("cmp_atlas", "planted regions" if "planted regions" in atlas_opts else "none", qp="atlas",
                    options=atlas_opts)
-atlas_name = c[2].selectbox("Outline / ROIs", atlas_opts, key="cmp_atlas")
+atlas_name = st.session_state["cmp_atlas"]
 atlas = resources.atlas(atlas_name, ctx["dataset_path"])
 
 values, mask = maps.map("diff", participant, alpha)
 sig = maps.significant(participant)
 tested_by = maps.summary.get("test") if participant is None else maps.summary.get("participant_test")
-m = st.columns(5)
-m[0].metric("units", maps.n_units)
-m[1].metric(f"significant (q ≤ {maps.alpha:g})", int(sig.sum()))
-m[2].metric(f"{names[0]} better (significant)", int((sig & (values > 0)).sum()))
-m[3].metric(f"{names[1]} better (significant)", int((sig & (values < 0)).sum()))
-m[4].metric(f"shown (q < {alpha:g})", int(mask.sum()))
-st.caption(f"Test: **{tested_by}** ({'group' if participant is None else 'participant'} level) · "
-           + maps.describe())
-if participant is None and maps.summary.get("explanation"):
-    st.info(maps.summary["explanation"])
-elif participant is not None and not sig.any():
-    from brainviz.evaluation.compare import explain_empty  # noqa: E402
 
-    st.info(explain_empty({participant: res["result"].tests[participant]}, "participant",
-                          maps.summary.get("sample_sizes", {})))
+
+def view_choices_and_summary() -> None:
+    c = st.columns(3)
+    c[0].select_slider("Display threshold: show q <", q_opts, key="cmp_q",
+                       help="Only changes what the maps show. 'Significant' is fixed by the test and its level "
+                            "in Comparison settings.")
+    c[1].selectbox("Participant", view_opts, key="cmp_vp")
+    c[2].selectbox("Outline / ROIs", atlas_opts, key="cmp_atlas")
+    m = st.columns(5)
+    m[0].metric("units", maps.n_units)
+    m[1].metric(f"significant (q ≤ {maps.alpha:g})", int(sig.sum()))
+    m[2].metric(f"{names[0]} better (significant)", int((sig & (values > 0)).sum()))
+    m[3].metric(f"{names[1]} better (significant)", int((sig & (values < 0)).sum()))
+    m[4].metric(f"shown (q < {alpha:g})", int(mask.sum()))
+    st.caption(f"Test: **{tested_by}** ({'group' if participant is None else 'participant'} level) · "
+               + maps.describe())
+    if participant is None and maps.summary.get("explanation"):
+        st.info(maps.summary["explanation"])
+    elif participant is not None and not sig.any():
+        from brainviz.evaluation.compare import explain_empty
+
+        st.info(explain_empty({participant: res["result"].tests[participant]}, "participant",
+                              maps.summary.get("sample_sizes", {})))
+
+
+state.draw_later(view_choices_and_summary, view_box)
 
 on_surface = surface.is_fsaverage5(maps.n_units)
 tabs = state.lazy_tabs(["Cortex", "Flat map + selection", "Single model", "Fig. 2 curves", "ROIs", "Export"],
@@ -190,23 +212,36 @@ def vertex_label(v: int) -> str:
     return f"vertex {v} ({hemi} hemisphere{', ROI ' + roi if roi else ''})"
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _montage_preview(vals, **kwargs) -> bytes:
+    """The on-screen montage, shared by all sessions (a shared link opened in a new tab does not
+    render it again: ~0.1 s of server time the browser needs while it draws the page)."""
+    return montage.montage_jpeg(vals, **kwargs)
+
+
 def display_controls(prefix: str, *, center: float, unit: str, auto_max: float, default_threshold: float = 0.0,
                      qp: str = ""):
-    """Mesh / hemisphere / threshold / colour-max controls shared by the static and 3-D views."""
-    cc = st.columns(4)
+    """Mesh / hemisphere / threshold / colour-max controls shared by the static and 3-D views: their
+    values now, the widgets in a container here drawn after the figure (state.draw_later)."""
     state.widget_value("cmp_mesh", "inflated", qp="mesh", options=list(montage.MESHES))
-    mesh = cc[0].radio("Mesh", montage.MESHES, key="cmp_mesh", horizontal=True)
     state.widget_value("cmp_hemi", "both", qp="hemi", options=list(cortex.HEMI_CHOICES))
-    hemi = cc[1].radio("Hemisphere", cortex.HEMI_CHOICES, key="cmp_hemi", horizontal=True)
     state.widget_value(f"{prefix}_thr", default_threshold, qp=f"{qp}thr", min_value=0.0, max_value=1.0)
-    thr = cc[2].number_input(f"Hide |value − {center:g}| <", min_value=0.0, max_value=1.0, step=0.005,
-                             format="%.3f", key=f"{prefix}_thr",
-                             help=f"Display threshold in {unit}: vertices closer than this to {center:g} show the "
-                                  "grey curvature (as do vertices not shown by the q threshold).")
     state.widget_value(f"{prefix}_vmax", 0.0, qp=f"{qp}vmax", min_value=0.0, max_value=1.0)
-    vmax = cc[3].number_input(f"Colour max |value − {center:g}| (0 = auto: {auto_max:.3g})", min_value=0.0,
-                              max_value=1.0, step=0.01, format="%.3f", key=f"{prefix}_vmax")
-    return mesh, hemi, (float(thr) or None), (float(vmax) or None)
+
+    def draw() -> None:
+        cc = st.columns(4)
+        cc[0].radio("Mesh", montage.MESHES, key="cmp_mesh", horizontal=True)
+        cc[1].radio("Hemisphere", cortex.HEMI_CHOICES, key="cmp_hemi", horizontal=True)
+        cc[2].number_input(f"Hide |value − {center:g}| <", min_value=0.0, max_value=1.0, step=0.005, format="%.3f",
+                           key=f"{prefix}_thr",
+                           help=f"Display threshold in {unit}: vertices closer than this to {center:g} show the "
+                                "grey curvature (as do vertices not shown by the q threshold).")
+        cc[3].number_input(f"Colour max |value − {center:g}| (0 = auto: {auto_max:.3g})", min_value=0.0,
+                           max_value=1.0, step=0.01, format="%.3f", key=f"{prefix}_vmax")
+
+    state.draw_later(draw, st.container())
+    thr, vmax = st.session_state[f"{prefix}_thr"], st.session_state[f"{prefix}_vmax"]
+    return st.session_state["cmp_mesh"], st.session_state["cmp_hemi"], (float(thr) or None), (float(vmax) or None)
 
 
 def static_then_3d(vals, shown_mask, *, key: str, fig_title: str, cbar: str, center: float, unit: str,
@@ -216,11 +251,10 @@ def static_then_3d(vals, shown_mask, *, key: str, fig_title: str, cbar: str, cen
     auto = float(np.nanmax(np.abs(vals[finite] - center))) if finite.any() else 0.0
     mesh, hemi, thr, vmax = display_controls(key, center=center, unit=unit, auto_max=auto,
                                              qp="" if key == "cmp_diff" else "s")
-    png = montage.montage_png(vals, mask=shown_mask, threshold=thr, vmax=vmax, center=center, mesh=mesh, hemi=hemi,
-                              outline=outline, title=fig_title, subtitle=subtitle, colorbar_title=cbar,
-                              simulated=sim)
-    st.session_state["cmp_fig_payload"] = len(png)  # bytes sent for the map (the 3-D view replaces it when open)
-    state.inline_png(png, caption=f"{mesh} surface, lateral and medial views; grey = not shown (curvature: light gyri, dark "
+    preview = _montage_preview(vals, mask=shown_mask, threshold=thr, vmax=vmax, center=center, mesh=mesh, hemi=hemi,
+                               outline=outline, title=fig_title, subtitle=subtitle, colorbar_title=cbar, simulated=sim)
+    st.session_state["cmp_fig_payload"] = len(preview)  # bytes sent for the map (the 3-D view replaces it when open)
+    state.inline_image(preview, caption=f"{mesh} surface, lateral and medial views; grey = not shown (curvature: light gyri, dark "
                           f"sulci); colour centred on {center:g}" + ("; outlines: " + atlas_name if atlas else ""))
     kw = dict(mask=shown_mask, threshold=thr, vmax=vmax, center=center, mesh=mesh, hemi=hemi, outline=outline,
               title=fig_title, subtitle=subtitle, colorbar_title=cbar, simulated=sim)
@@ -355,6 +389,7 @@ with tabs[2]:
                                   n_permutations=config.n_permutations, block_seconds=config.block_seconds)
             ekey = (path_s, tuple(maps.participants), ecfg.key())
             if st.session_state.get("evaluate", {}).get("key") != ekey:
+                state.draw_deferred()  # the controls stay visible while the model is evaluated
                 with st.status(f"Evaluating {name_s} ({metric})…") as s:
                     ev = evaluate_model(path_s, ecfg, participants=maps.participants)
                     st.session_state["evaluate"] = {"key": ekey, "result": ev}

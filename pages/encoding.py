@@ -94,9 +94,9 @@ with tab_maps:
         hemi = cc[0].radio("Hemisphere", ["both", "left", "right"], horizontal=True, key="enc_map_hemi")
         thr = cc[1].number_input("Hide |value| <", 0.0, 1.0, 0.0, 0.01, format="%.3f", key="enc_map_thr")
         vmax = cc[2].number_input("Colour max (0 = auto)", 0.0, 100.0, 0.0, 0.05, format="%.3f", key="enc_map_vmax")
-        png = encviz.encoding_montage(frame, summary, col, threshold=(thr or None) if col != "layer" else None,
-                                      vmax=vmax or None, hemi=hemi)
-        state.inline_png(png, caption="Inflated surface, lateral and medial views; grey = hidden or no "
+        preview = encviz.encoding_montage(frame, summary, col, threshold=(thr or None) if col != "layer" else None,
+                                          vmax=vmax or None, hemi=hemi, fmt="jpeg")
+        state.inline_image(preview, caption="Inflated surface, lateral and medial views; grey = hidden or no "
                                                   "value (curvature: light gyri, dark sulci).")
         st.download_button("Montage (PNG, 2× resolution)",
                            lambda: encviz.encoding_montage(frame, summary, col, threshold=(thr or None) if col != "layer"

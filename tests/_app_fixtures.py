@@ -62,5 +62,5 @@ def require_chromium():
 
 
 def montages(app) -> list:
-    """The static montages an AppTest run drew (``state.inline_png``: a markdown ``<img>``)."""
+    """The static montages an AppTest run drew (``state.inline_image``: a markdown ``<img>``)."""
     return [m for m in app.markdown if 'class="bv-montage"' in m.value]

@@ -159,3 +159,50 @@ def test_default_models_are_distinct():
     assert default_model_b(["x", "y"], {}, "y") == "x"
     assert not distinct_pair({"models": {"x": 1}, "model_a": "x", "model_b": "x"})
     assert distinct_pair({"models": {"x": 1, "y": 2}, "model_a": "x", "model_b": "y"})
+
+
+def _deferred_app():
+    import streamlit as st
+
+    from brainviz.app_support import state
+
+    state.begin_run()
+    box = st.container()                       # where the widget belongs in the layout
+    state.widget_value("k", 20, min_value=2, max_value=100)
+    k = st.session_state["k"]                   # its value, before the widget is drawn
+    st.markdown(f"figure drawn with k = {k}")   # sent first
+    state.draw_later(lambda: st.number_input("k", min_value=2, max_value=100, key="k"), box)
+    state.draw_later(lambda: st.caption("drawn last"))
+    state.draw_deferred()
+
+
+def test_draw_later_keeps_layout_and_widget_values():
+    """Widgets sent after the figure (state.draw_later) keep their place and their value."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_deferred_app).run()
+    assert not at.exception
+    assert at.markdown[0].value == "figure drawn with k = 20"
+    kinds = [type(e).__name__ for e in at.main]
+    assert kinds.index("NumberInput") < kinds.index("Markdown") < kinds.index("Caption")  # layout order
+    at.number_input(key="k").set_value(7).run()
+    assert at.markdown[0].value == "figure drawn with k = 7"
+    at.run()                                                    # kept on a rerun without interaction
+    assert at.markdown[0].value == "figure drawn with k = 7" and at.number_input(key="k").value == 7
+
+
+def test_warm_up_imports_and_draws_a_throwaway_montage(monkeypatch):
+    """The server's background warm-up: the pages' imports, the mesh and montage look-ups."""
+    import sys
+
+    from brainviz import surface
+    from brainviz.app_support import resources
+    from brainviz.viz import montage
+
+    calls = []
+    real = montage.montage_jpeg
+    monkeypatch.setattr(montage, "montage_jpeg", lambda *a, **k: calls.append(k) or real(*a, **k))
+    resources._warm_up()
+    assert all(name in sys.modules for name in resources.WARM_UP_MODULES)
+    assert calls and calls[0]["simulated"] is True
+    assert surface.medial_wall_mask().shape == (surface.N_VERTICES,)

@@ -253,6 +253,9 @@ def test_sidebar_never_defaults_to_a_equals_b(env, tmp_path, monkeypatch):
 def test_compare_page_runs_and_fills_state(env):
     at = _app(n="60").run()
     _open(at, "compare")
+    assert at.session_state["cmp_n"] == 60 and not at.get("number_input")   # settings closed: lazy
+    at.session_state["cmp_settings"] = True                                    # open "Comparison settings"
+    at.run()
     assert at.number_input(key="cmp_n").value == 60
     assert at.button(key="cmp_run")
     at.button(key="cmp_run").click().run()

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("BRAINVIZ_SHOTS") or REPO / "test-artifacts" / "screenshots" / "figures")
 CHART = '[data-testid="stPlotlyChart"]'
-IMAGE = 'img.bv-montage'  # the static montage (state.inline_png)
+IMAGE = 'img.bv-montage'  # the static montage (state.inline_image)
 
 
 @pytest.fixture(scope="module")

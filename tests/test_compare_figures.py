@@ -75,10 +75,10 @@ def _tab(app, name: str) -> None:
 
 def test_static_montage_first_then_3d_on_demand(at):
     _tab(at, "Cortex")
-    assert len(montages(at)) == 1                           # the montage (inline PNG)
-    assert 'src="data:image/png;base64,' in montages(at)[0].value
+    assert len(montages(at)) == 1                           # the montage (inline JPEG preview)
+    assert 'src="data:image/jpeg;base64,' in montages(at)[0].value
     assert not at.get("plotly_chart")                       # no WebGL mesh yet
-    assert at.session_state["cmp_fig_payload"] > 10_000    # PNG bytes of the montage
+    assert at.session_state["cmp_fig_payload"] > 10_000    # JPEG bytes of the montage
     assert at.radio(key="cmp_hemi").value == "both"
     at.toggle(key="cmp_diff_3d").set_value(True).run()
     _ok(at)

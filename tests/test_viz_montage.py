@@ -194,6 +194,30 @@ def test_kaleido_png_and_pdf():
     assert b"<svg" in export.figure_image(fig, "svg", width=300, height=200)[:200]
 
 
+def test_montage_jpeg_preview_matches_the_png():
+    """The on-screen JPEG: same picture as the PNG (a small coloured spot keeps its colour), fewer bytes."""
+    rng = np.random.default_rng(0)
+    v = np.full(N, np.nan)
+    v[:3000] = rng.normal(0.0, 0.05, 3000)
+    spot = np.zeros(N, bool)
+    c = surface.mesh("inflated", "left")[0]
+    spot[:10242] = np.linalg.norm(c - c[500], axis=1) < 4       # a few vertices, strongly positive
+    v[spot] = 0.5
+    kw = dict(mask=np.isfinite(v), title="A − B", colorbar_title="Δ accuracy", simulated=True)
+    png, jpg = montage.montage_png(v, **kw), montage.montage_jpeg(v, **kw)
+    assert jpg[:2] == b"\xff\xd8" and b"SIMULATED DATA" in jpg[:200]     # JPEG with the comment
+    assert len(jpg) < 0.7 * len(png)
+    a, b = _image(png).astype(int), _image(jpg).astype(int)
+    assert a.shape == b.shape
+    diff = np.abs(a - b)
+    assert diff.mean() < 1.5 and np.percentile(diff, 99) < 12
+    red_png = (a[..., 0] - a[..., 2] > 80) & (a[..., 1] < 120)
+    red_jpg = (b[..., 0] - b[..., 2] > 80) & (b[..., 1] < 120)
+    assert red_png.sum() > 10 and (red_png & red_jpg).sum() >= 0.8 * red_png.sum()
+    with pytest.raises(ValueError):
+        montage.montage_jpeg(v, hemi="top")
+
+
 def test_encoding_montage_on_fsaverage5():
     import pandas as pd
 
@@ -209,6 +233,9 @@ def test_encoding_montage_on_fsaverage5():
     assert png[:8] == PNG
     assert encviz.encoding_montage(frame, summary, "layer")[:8] == PNG
     assert encviz.encoding_montage(frame, {**summary, "space": "rois"}, "r") is None
+    assert encviz.encoding_montage(frame, summary, "r", fmt="jpeg")[:2] == b"\xff\xd8"
+    with pytest.raises(ValueError):
+        encviz.encoding_montage(frame, summary, "r", fmt="gif")
 
 
 def test_real_atlas_outlines(shared_dir):

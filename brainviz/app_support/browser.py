@@ -111,12 +111,27 @@ def driver(width: int = 1400, height: int = 1000, network_log: bool = False):
     for a in CHROME_ARGS:
         opts.add_argument(a)
     opts.add_argument(f"--window-size={width},{height}")
-    opts.add_argument("--user-data-dir=" + tempfile.mkdtemp(prefix="bv-chrome-"))
+    profile = tempfile.mkdtemp(prefix="bv-chrome-")
+    opts.add_argument("--user-data-dir=" + profile)
     if browser:
         opts.binary_location = browser
     if network_log:
         opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    return webdriver.Chrome(service=Service(chromedriver) if chromedriver else Service(), options=opts)
+    try:
+        d = webdriver.Chrome(service=Service(chromedriver) if chromedriver else Service(), options=opts)
+    except Exception:
+        shutil.rmtree(profile, ignore_errors=True)
+        raise
+    quit_browser = d.quit
+
+    def quit_and_remove_profile() -> None:  # a profile is ~30 MB: hundreds of test runs filled /tmp
+        try:
+            quit_browser()
+        finally:
+            shutil.rmtree(profile, ignore_errors=True)
+
+    d.quit = quit_and_remove_profile
+    return d
 
 
 def requested_urls(d) -> list[str]:

@@ -8,6 +8,7 @@ include file modification times, so a rebuilt dataset or a new checkpoint is pic
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +273,53 @@ def atlas(name: str, dataset_path: str | Path | None):
     if f is None:
         return None
     return _atlas("file", str(f), f.stat().st_mtime)
+
+
+#: Modules the analysis pages import on first use (brainviz.data alone: ~1.5 s, scipy.signal + pandas).
+WARM_UP_MODULES = ("brainviz.data", "brainviz.evaluation.compare", "brainviz.app_support.compute", "brainviz.viz.cortex",
+                   "brainviz.viz.flatmap", "brainviz.viz.curves", "brainviz.viz.heldout", "brainviz.viz.montage")
+
+
+WARM_UP_DELAY_S = 3.0
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Once per server process, after its first run: import what the analysis pages need and load
+    the mesh and montage look-ups (from the disk cache) in a background thread.
+
+    Without it the first page that needs them pays: a shared Compare link opened on a restarted
+    server spent 1.9 s importing ``brainviz.data`` (for the planted-regions outline) and 0.35–0.6 s
+    on its first montage (look-ups, medial-wall mask, fonts) before the montage was sent. Not the text encoders (torch,
+    ~0.4 GB): only the Attention page and jobs need them.
+    """
+    # started a little later: the browser is still drawing that first page, and the imports would
+    # hold the GIL the server needs to send it and take a core the browser draws with
+    thread = threading.Timer(WARM_UP_DELAY_S, _warm_up)
+    thread.name, thread.daemon = "brainviz-warm-up", True
+    thread.start()
+    return thread
+
+
+def _warm_up() -> None:
+    import importlib
+    import logging
+
+    try:
+        for name in WARM_UP_MODULES:
+            importlib.import_module(name)
+        import numpy as np
+
+        from brainviz import surface
+        from brainviz.viz import _mesh, montage
+
+        _mesh.prewarm()
+        montage.prewarm()
+        # one throwaway montage: fonts, colour tables and the medial-wall mask (0.23 s on its own)
+        montage.montage_jpeg(np.zeros(surface.N_VERTICES), outline=np.zeros(surface.N_VERTICES, dtype=np.int32),
+                             title="warm-up", colorbar_title="warm-up", simulated=True)
+    except Exception:  # noqa: BLE001 - a warm-up must never break the app; the page will say what is wrong
+        logging.getLogger(__name__).debug("warm-up failed", exc_info=True)
 
 
 @st.cache_resource(show_spinner=False)

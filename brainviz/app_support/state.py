@@ -23,6 +23,7 @@ _QP_REGISTRY = "_qp_registry"  # page keys registered this run: {session key: (q
 _INIT = "_qp_initialised"
 _WRITTEN = "_qp_written"  # the query string this session last wrote
 _FRESH = "_qp_fresh"  # values a link put in the URL since, not yet applied by widget_value
+_DEFERRED = "_draw_later"  # (draw, container) pairs drawn at the end of the run (draw_later)
 BADGE_CSS = (
     "display:inline-block;background:#d9480f;color:white;padding:2px 10px;border-radius:4px;"
     "font-weight:700;font-size:0.85rem;letter-spacing:0.04em"
@@ -82,7 +83,38 @@ def init_from_query() -> None:
 
 def begin_run() -> None:
     st.session_state[_QP_REGISTRY] = {}
+    st.session_state[_DEFERRED] = []
     st.session_state["_run_started"] = time.perf_counter()
+    st.session_state["_run_started_epoch"] = time.time()
+
+
+def draw_later(draw: Callable[[], Any], where: Any = None) -> None:
+    """Run ``draw()`` (inside the container ``where``) at the end of this run, after everything
+    else the page draws; ``app.py`` calls :func:`draw_deferred`, also when the page stops early.
+
+    A new browser tab draws a run's elements in the order their messages arrive, and drawing
+    widgets costs it far more than sending them: on the 2-core machine a new tab showed the
+    Compare montage 1.15–1.24 s after navigation when it was sent after the page's ~30 widgets and
+    metrics, 0.91–1.01 s when sent before them (medians of 8 alternating sessions). So a page can
+    send its main figure first and its widgets afterwards, each in a container created where it
+    belongs in the layout. Read a deferred widget's value from ``st.session_state`` (prepared by
+    :func:`widget_value`), which holds it before the widget is drawn. Call :func:`draw_deferred`
+    before long work (a computation with a progress bar), so that the widgets show meanwhile.
+    Deferring everything, sidebar and title included, was slower (1.08–1.29 s): the browser then
+    draws the montage in one go with all the rest.
+    """
+    st.session_state.setdefault(_DEFERRED, []).append((draw, where))
+
+
+def draw_deferred() -> None:
+    """Draw what :func:`draw_later` deferred in this run, in the order it was deferred."""
+    while st.session_state.get(_DEFERRED):
+        draw, where = st.session_state[_DEFERRED].pop(0)
+        if where is None:
+            draw()
+        else:
+            with where:
+                draw()
 
 
 def write_query() -> None:
@@ -255,18 +287,21 @@ def page_title(title: str, simulated: bool | None = None, caption: str | None = 
         st.caption(caption)
 
 
-def inline_png(png: bytes, caption: str = "", *, css_class: str = "bv-montage") -> None:
-    """Show PNG bytes inline (a ``data:`` URI in a markdown element) instead of ``st.image``.
+def inline_image(data: bytes, caption: str = "", *, css_class: str = "bv-montage") -> None:
+    """Show PNG or JPEG bytes inline (a ``data:`` URI in a markdown element) instead of ``st.image``.
 
-    ``st.image`` makes a fresh browser tab fetch the image component's script chunk and then the
-    file from the media endpoint after the run's messages arrive; measured on the 2-core machine
-    the image element appeared ~0.4 s after the rest of the page. The markdown component is
-    already loaded with the page, so the montage arrives and is drawn with its message.
+    ``st.image`` makes a fresh browser tab load the image component's script chunk and, for bytes,
+    fetch the file from the media endpoint after the run's messages arrive; measured on the 2-core
+    machine the image appeared 0.4–0.7 s after its element. The markdown component is loaded with
+    the page, so the image is drawn with its message. The browser's markdown parser reads the
+    whole ``data:`` URI, about 0.6 ms per kB: send the JPEG preview
+    (:func:`brainviz.viz.montage.montage_jpeg`), not the PNG.
     """
     import base64
 
-    data = base64.b64encode(png).decode("ascii")
-    st.markdown(f'<img class="{css_class}" src="data:image/png;base64,{data}" alt="{css_class}" '
+    mime = "image/jpeg" if data[:2] == b"\xff\xd8" else "image/png"
+    uri = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+    st.markdown(f'<img class="{css_class}" src="{uri}" alt="{css_class}" '
                 'style="max-width:100%;height:auto;display:block">', unsafe_allow_html=True)
     if caption:
         st.caption(caption)
@@ -286,7 +321,9 @@ def run_marker() -> None:
     st.session_state["_run_count"] = n
     started = st.session_state.get("_run_started")
     ms = round((time.perf_counter() - started) * 1000) if started is not None else -1
-    st.markdown(f'<div class="bv-run-done" data-run="{n}" data-server-ms="{ms}" style="display:none"></div>',
+    t0 = round(st.session_state.get("_run_started_epoch", 0) * 1000)
+    st.markdown(f'<div class="bv-run-done" data-run="{n}" data-server-ms="{ms}" data-server-t0="{t0}" '
+                'style="display:none"></div>',
                 unsafe_allow_html=True)
 
 

@@ -223,11 +223,15 @@ def encoding_map_values(frame, summary: dict[str, Any], column: str = "r") -> tu
 
 
 def encoding_montage(frame, summary: dict[str, Any], column: str = "r", *, threshold: float | None = None,
-                     vmax: float | None = None, hemi: str = "both", scale: float = 1.0) -> bytes | None:
-    """PNG bytes of the four-view static montage of an fsaverage5 encode result (None otherwise)."""
+                     vmax: float | None = None, hemi: str = "both", scale: float = 1.0, fmt: str = "png") -> bytes | None:
+    """PNG (or, ``fmt="jpeg"``, the on-screen JPEG) bytes of the four-view static montage of an
+    fsaverage5 encode result (None otherwise)."""
     if summary.get("space") != "fsaverage5":
         return None
-    from brainviz.viz.montage import montage_png
+    from brainviz.viz.montage import montage_jpeg, montage_png
+
+    if fmt not in ("png", "jpeg"):
+        raise ValueError(f"fmt must be 'png' or 'jpeg', got {fmt!r}")
 
     values, center, cbar, cmap = encoding_map_values(frame, summary, column)
     if column == "layer" and vmax is None:
@@ -235,8 +239,9 @@ def encoding_montage(frame, summary: dict[str, Any], column: str = "r", *, thres
         vmax = max(float(fin.max() - center), 0.5) if fin.size else 1.0
     title = f"{MAP_VALUES[column]} ({summary.get('model')}, {summary.get('n_participants')} participants, "\
             f"{summary.get('cv')})"
-    return montage_png(values, threshold=threshold, vmax=vmax, center=center, cmap=cmap, hemi=hemi, title=title,
-                       colorbar_title=cbar, simulated=bool(summary.get("simulated")), scale=scale)
+    draw = montage_jpeg if fmt == "jpeg" else montage_png
+    return draw(values, threshold=threshold, vmax=vmax, center=center, cmap=cmap, hemi=hemi, title=title,
+                colorbar_title=cbar, simulated=bool(summary.get("simulated")), scale=scale)
 
 
 def encoding_map(frame, summary: dict[str, Any], column: str = "r", *, hemi: str = "left", view: str = "lateral",
