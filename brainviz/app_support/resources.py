@@ -285,13 +285,14 @@ WARM_UP_DELAY_S = 3.0
 
 @st.cache_resource(show_spinner=False)
 def warm_up() -> threading.Thread:
-    """Once per server process, after its first run: import what the analysis pages need and load
-    the mesh and montage look-ups (from the disk cache) in a background thread.
+    """Once per server process, after its first run: import what the analysis pages need and draw
+    one throwaway montage (meshes and look-ups from the disk cache, fonts, the medial-wall mask) in
+    a background thread.
 
     Without it the first page that needs them pays: a shared Compare link opened on a restarted
     server spent 1.9 s importing ``brainviz.data`` (for the planted-regions outline) and 0.35–0.6 s
-    on its first montage (look-ups, medial-wall mask, fonts) before the montage was sent. Not the text encoders (torch,
-    ~0.4 GB): only the Attention page and jobs need them.
+    on its first montage before the montage was sent. Not the text encoders (torch, ~0.4 GB): only
+    the Attention page and jobs need them.
     """
     # started a little later: the browser is still drawing that first page, and the imports would
     # hold the GIL the server needs to send it and take a core the browser draws with
@@ -311,11 +312,9 @@ def _warm_up() -> None:
         import numpy as np
 
         from brainviz import surface
-        from brainviz.viz import _mesh, montage
+        from brainviz.viz import montage
 
-        _mesh.prewarm()
-        montage.prewarm()
-        # one throwaway montage: fonts, colour tables and the medial-wall mask (0.23 s on its own)
+        # loads the meshes and the views' look-ups, the fonts and the medial-wall mask (0.23 s alone)
         montage.montage_jpeg(np.zeros(surface.N_VERTICES), outline=np.zeros(surface.N_VERTICES, dtype=np.int32),
                              title="warm-up", colorbar_title="warm-up", simulated=True)
     except Exception:  # noqa: BLE001 - a warm-up must never break the app; the page will say what is wrong
