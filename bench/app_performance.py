@@ -313,7 +313,6 @@ def main(argv=None) -> int:
                 "later sessions": [round(x, 3) for x in drawn], "median of later": round(statistics.median(drawn), 3),
                 "selenium median of later": round(statistics.median(x["selenium_s"] for x in rest), 3)}
             print("new sessions, montage drawn:", results["cached_map_new_sessions_montage_drawn_s"], flush=True)
-            image = IMAGE
             try:
                 # in-session: leave and come back
                 m = B.last_run(d2)
@@ -322,7 +321,7 @@ def main(argv=None) -> int:
                 t = time.perf_counter()
                 B.click_nav(d2, "Compare")
                 m = B.wait_run(d2, m)
-                B.wait_for(d2, image, 60)
+                B.wait_for(d2, IMAGE, 60)
                 results["cached_map_switch_back_s"] = round(time.perf_counter() - t, 3)
                 # the interactive 3-D view, on demand
                 t = time.perf_counter()

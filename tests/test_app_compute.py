@@ -172,7 +172,7 @@ def _deferred_app():
     k = st.session_state["k"]                   # its value, before the widget is drawn
     st.markdown(f"figure drawn with k = {k}")   # sent first
     state.draw_later(lambda: st.number_input("k", min_value=2, max_value=100, key="k"), box)
-    state.draw_later(lambda: st.caption("drawn last"))
+    state.draw_later(lambda: st.caption("drawn last"), st.container())
     state.draw_deferred()
 
 

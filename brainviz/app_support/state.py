@@ -88,7 +88,7 @@ def begin_run() -> None:
     st.session_state["_run_started_epoch"] = time.time()
 
 
-def draw_later(draw: Callable[[], Any], where: Any = None) -> None:
+def draw_later(draw: Callable[[], Any], where: Any) -> None:
     """Run ``draw()`` (inside the container ``where``) at the end of this run, after everything
     else the page draws; ``app.py`` calls :func:`draw_deferred`, also when the page stops early.
 
@@ -110,11 +110,8 @@ def draw_deferred() -> None:
     """Draw what :func:`draw_later` deferred in this run, in the order it was deferred."""
     while st.session_state.get(_DEFERRED):
         draw, where = st.session_state[_DEFERRED].pop(0)
-        if where is None:
+        with where:
             draw()
-        else:
-            with where:
-                draw()
 
 
 def write_query() -> None:
